@@ -13,10 +13,13 @@ def constant_time_equal(expected: str | bytes, received: str | bytes) -> bool:
     A str holding non-ASCII characters cannot be compared this way, so it counts
     as a mismatch: the values compared here are ASCII by construction.
     """
-    if isinstance(expected, str) != isinstance(received, str):
-        return False
-
     try:
-        return hmac.compare_digest(expected, received)  # type: ignore[type-var]
+        if isinstance(expected, str) and isinstance(received, str):
+            return hmac.compare_digest(expected, received)
+
+        if isinstance(expected, bytes) and isinstance(received, bytes):
+            return hmac.compare_digest(expected, received)
     except TypeError:
         return False
+
+    return False

@@ -146,10 +146,16 @@ class ApiKeyCheck:
     location: ApiKeyLocation = "header"
 
     def __init__(
-        self, name: str, values: Sequence[Secret], *, location: ApiKeyLocation = "header"
+        self,
+        name: str,
+        values: Sequence[Secret],
+        *,
+        location: ApiKeyLocation = "header",
     ) -> None:
         if not _TOKEN.fullmatch(name or ""):
-            raise ConfigError(f"api key name {name!r} is not a valid header or cookie name")
+            raise ConfigError(
+                f"api key name {name!r} is not a valid header or cookie name"
+            )
 
         if location not in ("header", "cookie"):
             raise ConfigError("api key location must be 'header' or 'cookie'")
@@ -182,7 +188,9 @@ class ApiKeyCheck:
             raise MissingCredential(f"The {self.name} cookie is missing.")
 
         if len(found) > 1:
-            raise MalformedCredential(f"The {self.name} cookie was sent more than once.")
+            raise MalformedCredential(
+                f"The {self.name} cookie was sent more than once."
+            )
 
         return found[0]
 

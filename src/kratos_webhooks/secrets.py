@@ -36,7 +36,7 @@ _BASE64_BODY = re.compile(r"[A-Za-z0-9+/]*={0,2}")
 
 @dataclass(frozen=True, repr=False)
 class Secret:
-    """A secret value with the reference it came from; its repr never shows the value."""
+    """A secret value and the reference it came from; the repr hides the value."""
 
     source: SecretSource
     name: str
@@ -69,7 +69,9 @@ class Secret:
             return cls._from_file(rest)
 
         if not allow_literal:
-            raise ConfigError("literal: secrets are not allowed here: use env: or file:")
+            raise ConfigError(
+                "literal: secrets are not allowed here: use env:NAME or file:/path"
+            )
 
         return cls.literal(rest)
 
@@ -235,7 +237,8 @@ class KeySet:
     @classmethod
     def of(cls, *keys: HmacKey | str) -> KeySet:
         """Build a key set from keys or `whsec_` strings, newest first."""
-        return cls(tuple(k if isinstance(k, HmacKey) else HmacKey.parse(k) for k in keys))
+        parsed = (k if isinstance(k, HmacKey) else HmacKey.parse(k) for k in keys)
+        return cls(tuple(parsed))
 
     @classmethod
     def load(cls, references: Sequence[str], *, allow_literal: bool = True) -> KeySet:

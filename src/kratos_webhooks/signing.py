@@ -58,7 +58,7 @@ MAX_SIGNATURE_HEADER_LENGTH: Final = 4096
 _MAX_TIMESTAMP_DIGITS: Final = 15
 
 # Printable ASCII without the `.` that separates the signed parts.
-_WEBHOOK_ID = re.compile(r"[\x21-\x2d\x2f-\x7e]{1,%d}" % MAX_WEBHOOK_ID_LENGTH)
+_WEBHOOK_ID = re.compile(rf"[\x21-\x2d\x2f-\x7e]{{1,{MAX_WEBHOOK_ID_LENGTH}}}")
 # The canonical base64 of a 32-byte HMAC-SHA256: 43 characters, the last of which
 # carries two zero bits, then one `=`.
 _V1_SIGNATURE = re.compile(r"[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=")
@@ -95,13 +95,19 @@ class Signer:
 
     def __init__(
         self,
-        keys: KeySet | HmacKey,
+        keys: KeySet | HmacKey | None,
         *,
         all_keys: bool = False,
         private_keys: Sequence[Ed25519PrivateKey] = (),
         clock: Clock = time.time,
     ) -> None:
-        self._keys = keys if isinstance(keys, KeySet) else KeySet((keys,))
+        if keys is None and not private_keys:
+            raise TypeError("a Signer needs HMAC keys, Ed25519 private keys, or both")
+
+        if isinstance(keys, HmacKey):
+            keys = KeySet((keys,))
+
+        self._hmac_keys = () if keys is None else keys.keys
         self._all_keys = all_keys
         self._private_keys = tuple(private_keys)
         self._clock = clock
@@ -113,7 +119,7 @@ class Signer:
 
         _check_webhook_id(msg_id)
         signed = _signed_prefix(msg_id, timestamp) + bytes(body)
-        keys = self._keys.keys if self._all_keys else self._keys.keys[:1]
+        keys = self._hmac_keys if self._all_keys else self._hmac_keys[:1]
         entries = [
             "v1," + base64.b64encode(hmac.digest(k.key, signed, "sha256")).decode()
             for k in keys
@@ -163,9 +169,7 @@ class Verifier:
             raise ValueError("tolerance must be a non-negative number of seconds")
 
         # Keyed once here, copied per request: this skips the key schedule.
-        self._macs = [
-            hmac.new(k.key, digestmod=hashlib.sha256) for k in (keys or ())
-        ]
+        self._macs = [hmac.new(k.key, digestmod=hashlib.sha256) for k in (keys or ())]
         self._public_keys = tuple(public_keys)
         self.tolerance = tolerance
         self._clock = clock
