@@ -155,3 +155,11 @@ def test_non_canonical_case_decodes_like_the_canonical() -> None:
         return
 
     raise AssertionError("a non-canonical signature was accepted")
+
+
+@given(key=st.binary(min_size=16, max_size=200), body=bodies)
+def test_keys_longer_than_a_block_verify(key: bytes, body: bytes) -> None:
+    headers = Signer(HmacKey(key)).sign(body, msg_id="msg_1", timestamp=NOW)
+    verifier = Verifier(HmacKey(key), clock=lambda: NOW)
+
+    assert verifier.verify(body, headers).msg_id == "msg_1"
