@@ -32,7 +32,10 @@ TARGETS = {"2 KB": 1.30, "64 KB": 1.05}
 def json_body(size: int) -> bytes:
     """Return a JSON object of exactly `size` bytes: the references parse it."""
     filler = base64.b64encode(os.urandom(size)).decode()
-    head = '{\n   "flow": {\n      "id": "6f1d2c3b-4a59-4e68-9c7d-8e9fa0b1c2d3"\n   },\n   "pad": "'
+    head = (
+        '{\n   "flow": {\n      "id": "6f1d2c3b-4a59-4e68-9c7d-8e9fa0b1c2d3"\n'
+        '   },\n   "pad": "'
+    )
     tail = '"\n}\n'
     return (head + filler[: size - len(head) - len(tail)] + tail).encode()
 
