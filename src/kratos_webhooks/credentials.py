@@ -50,7 +50,7 @@ def header_values(headers: Headers, name: str) -> list[str]:
     """Return every value of a header, names compared case-insensitively.
 
     Raises:
-        MalformedCredential: a value holds bytes that are not ASCII.
+        MalformedCredential: a value contains bytes that are not ASCII.
     """
     lowered = name.lower()
 
@@ -84,16 +84,16 @@ def _single_header(headers: Headers, name: str) -> str:
     return values[0]
 
 
-def _require_secrets(values: Sequence[Secret], what: str) -> tuple[Secret, ...]:
+def _require_secrets(values: Sequence[Secret], subject: str) -> tuple[Secret, ...]:
     if isinstance(values, Secret):
         values = (values,)
 
     if not values:
-        raise ConfigError(f"{what} needs at least one active value")
+        raise ConfigError(f"{subject} needs at least one active value")
 
     for value in values:
         if not isinstance(value, Secret):
-            raise TypeError(f"{what} values must be Secret instances")
+            raise TypeError(f"{subject} values must be Secret instances")
 
     return tuple(values)
 
@@ -146,10 +146,16 @@ class ApiKeyCheck:
     location: ApiKeyLocation = "header"
 
     def __init__(
-        self, name: str, values: Sequence[Secret], *, location: ApiKeyLocation = "header"
+        self,
+        name: str,
+        values: Sequence[Secret],
+        *,
+        location: ApiKeyLocation = "header",
     ) -> None:
         if not _TOKEN.fullmatch(name or ""):
-            raise ConfigError(f"api key name {name!r} is not a valid header or cookie name")
+            raise ConfigError(
+                f"api key name {name!r} is not a valid header or cookie name"
+            )
 
         if location not in ("header", "cookie"):
             raise ConfigError("api key location must be 'header' or 'cookie'")
@@ -182,7 +188,9 @@ class ApiKeyCheck:
             raise MissingCredential(f"The {self.name} cookie is missing.")
 
         if len(found) > 1:
-            raise MalformedCredential(f"The {self.name} cookie was sent more than once.")
+            raise MalformedCredential(
+                f"The {self.name} cookie was sent more than once."
+            )
 
         return found[0]
 

@@ -2,7 +2,7 @@
 
 A `Secret` is loaded from a reference (`env:NAME`, `file:/path` or `literal:...`)
 and never shows its value in a repr or a message. Keys are parsed from secrets
-and refused at load, with a `ConfigError` that says why, when they are unusable.
+and refused at load, with a `ConfigError` that states why, when they are unusable.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ _BASE64_BODY = re.compile(r"[A-Za-z0-9+/]*={0,2}")
 
 @dataclass(frozen=True, repr=False)
 class Secret:
-    """A secret value with the reference it came from; its repr never shows the value."""
+    """A secret value and the reference it came from; the repr hides the value."""
 
     source: SecretSource
     name: str
@@ -69,7 +69,9 @@ class Secret:
             return cls._from_file(rest)
 
         if not allow_literal:
-            raise ConfigError("literal: secrets are not allowed here: use env: or file:")
+            raise ConfigError(
+                "literal: secrets are not allowed here: use env:NAME or file:/path"
+            )
 
         return cls.literal(rest)
 
@@ -135,41 +137,41 @@ class Secret:
     __str__ = __repr__
 
 
-def parse_base64_key(text: str, *, prefix: str, what: str) -> bytes:
+def parse_base64_key(text: str, *, prefix: str, subject: str) -> bytes:
     """Decode a `prefix` + base64 key, tolerating a missing prefix or padding.
 
     Raises:
         ConfigError: the key is empty, pasted with a signature's `v1,` prefix,
-            holds characters outside standard base64, or is too short.
+            contains characters outside standard base64, or is too short.
     """
     if not text:
-        raise ConfigError(f"{what} is empty")
+        raise ConfigError(f"{subject} is empty")
 
     if text.startswith(("v1,", "v1a,")):
         raise ConfigError(
-            f"{what} starts with a signature version ('v1,'): "
+            f"{subject} starts with a signature version ('v1,'): "
             "that is a signature, not a secret"
         )
 
     body = text.removeprefix(prefix)
 
     if not body:
-        raise ConfigError(f"{what} is empty after the {prefix!r} prefix")
+        raise ConfigError(f"{subject} is empty after the {prefix!r} prefix")
 
     if not _BASE64_BODY.fullmatch(body):
         raise ConfigError(
-            f"{what} contains characters outside standard base64 (A-Z a-z 0-9 + /)"
+            f"{subject} contains characters outside standard base64 (A-Z a-z 0-9 + /)"
         )
 
     unpadded = body.rstrip("=")
 
     if len(unpadded) % 4 == 1:
-        raise ConfigError(f"{what} is not valid base64: its length is impossible")
+        raise ConfigError(f"{subject} is not valid base64: its length is impossible")
 
     try:
         key = base64.b64decode(unpadded + "=" * (-len(unpadded) % 4), validate=True)
     except binascii.Error as exc:
-        raise ConfigError(f"{what} is not valid base64") from exc
+        raise ConfigError(f"{subject} is not valid base64") from exc
 
     return key
 
@@ -189,12 +191,12 @@ class HmacKey:
             ConfigError: see `parse_base64_key`; also when the key has fewer than
                 16 bytes.
         """
-        what = f"secret {label}" if label != "literal" else "secret"
-        key = parse_base64_key(text, prefix=HMAC_KEY_PREFIX, what=what)
+        subject = f"secret {label}" if label != "literal" else "secret"
+        key = parse_base64_key(text, prefix=HMAC_KEY_PREFIX, subject=subject)
 
         if len(key) < MIN_KEY_BYTES:
             raise ConfigError(
-                f"{what} decodes to {len(key)} bytes; at least {MIN_KEY_BYTES} "
+                f"{subject} decodes to {len(key)} bytes; at least {MIN_KEY_BYTES} "
                 "are needed (make one with: kratos-webhooks secret new)"
             )
 
@@ -230,12 +232,13 @@ class KeySet:
 
         for key in self.keys:
             if not isinstance(key, HmacKey):
-                raise TypeError("a KeySet holds HmacKey values")
+                raise TypeError("a KeySet contains only HmacKey values")
 
     @classmethod
     def of(cls, *keys: HmacKey | str) -> KeySet:
         """Build a key set from keys or `whsec_` strings, newest first."""
-        return cls(tuple(k if isinstance(k, HmacKey) else HmacKey.parse(k) for k in keys))
+        parsed = (k if isinstance(k, HmacKey) else HmacKey.parse(k) for k in keys)
+        return cls(tuple(parsed))
 
     @classmethod
     def load(cls, references: Sequence[str], *, allow_literal: bool = True) -> KeySet:

@@ -1,0 +1,26 @@
+"""The `kratos-webhooks` command line: thin click commands over the library.
+
+Exit codes: 0 success, 1 rejected or failed, 2 usage or configuration error,
+3 a server could not start.
+"""
+
+from __future__ import annotations
+
+import click
+
+from .. import __version__
+from .secret import secret
+from .signing import sign, verify
+
+__all__ = ["main"]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version", prog_name="kratos-webhooks")
+def main() -> None:
+    """Sign, verify, receive and relay Ory Kratos web hooks."""
+
+
+main.add_command(sign)
+main.add_command(verify)
+main.add_command(secret)
