@@ -34,7 +34,7 @@ from .writer import BatchWriter, WriterClosed
 if TYPE_CHECKING:
     from ..observability.metrics import StateMetrics
 
-__all__ = ["SqliteStateStore"]
+__all__ = ["SCHEMA", "SqliteStateStore"]
 
 T = TypeVar("T")
 
@@ -44,7 +44,7 @@ SCHEMA_VERSION: Final = 1
 BUSY_TIMEOUT: Final = 5.0
 EXPIRY_PERIOD: Final = 60.0
 
-_SCHEMA: Final = """
+SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS idempotency (
     route TEXT NOT NULL,
     key TEXT NOT NULL,
@@ -187,12 +187,11 @@ class SqliteStateStore(StateStore):
 
         def accept(connection: sqlite3.Connection) -> tuple[StoredAnswer, bool]:
             now = self._clock()
-            stored = self._stored_answer(connection, route, key, now)
+            stored = self._claim_key(connection, route, key, answer, now)
 
             if stored is not None:
                 return stored, False
 
-            self._insert_answer(connection, route, key, answer, now)
             connection.execute(
                 "INSERT INTO inbox (route, webhook_id, body, content_type,"
                 " received_at, next_attempt_at, state, retry_since)"
@@ -207,45 +206,56 @@ class SqliteStateStore(StateStore):
         self, *, route: str, key: str, answer: StoredAnswer
     ) -> StoredAnswer:
         def remember(connection: sqlite3.Connection) -> StoredAnswer:
-            now = self._clock()
-            stored = self._stored_answer(connection, route, key, now)
-
-            if stored is not None:
-                return stored
-
-            self._insert_answer(connection, route, key, answer, now)
-            return answer
+            stored = self._claim_key(connection, route, key, answer, self._clock())
+            return answer if stored is None else stored
 
         return await self._write(remember)
 
     async def expire(self, now: float) -> int:
         return await self._write(lambda connection: self._expire(connection, now))
 
-    def _stored_answer(
-        self, connection: sqlite3.Connection, route: str, key: str, now: float
-    ) -> StoredAnswer | None:
-        row = connection.execute(
-            "SELECT status, body, content_type FROM idempotency"
-            " WHERE route = ? AND key = ? AND created_at > ?",
-            (route, key, now - self.idempotency_window),
-        ).fetchone()
-        return None if row is None else StoredAnswer(row[0], row[1], row[2])
-
-    @staticmethod
-    def _insert_answer(
+    def _claim_key(
+        self,
         connection: sqlite3.Connection,
         route: str,
         key: str,
         answer: StoredAnswer,
         now: float,
-    ) -> None:
-        # REPLACE overwrites a record that is past the window but not yet expired.
-        connection.execute(
-            "INSERT OR REPLACE INTO idempotency"
+    ) -> StoredAnswer | None:
+        """Store `answer` under the key unless a record within the window exists.
+
+        Returns None when the key was claimed, else the answer stored before.
+        """
+        # One statement in the common case: the insert, or the overwrite of a
+        # record that is past the window but not yet expired.
+        claimed = connection.execute(
+            "INSERT INTO idempotency"
             " (route, key, status, body, content_type, created_at)"
-            " VALUES (?, ?, ?, ?, ?, ?)",
-            (route, key, answer.status, bytes(answer.body), answer.content_type, now),
-        )
+            " VALUES (?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (route, key) DO UPDATE SET status = excluded.status,"
+            " body = excluded.body, content_type = excluded.content_type,"
+            " created_at = excluded.created_at"
+            " WHERE idempotency.created_at <= ?",
+            (
+                route,
+                key,
+                answer.status,
+                bytes(answer.body),
+                answer.content_type,
+                now,
+                now - self.idempotency_window,
+            ),
+        ).rowcount
+
+        if claimed:
+            return None
+
+        row = connection.execute(
+            "SELECT status, body, content_type FROM idempotency"
+            " WHERE route = ? AND key = ?",
+            (route, key),
+        ).fetchone()
+        return StoredAnswer(row[0], row[1], row[2])
 
     def _expire(self, connection: sqlite3.Connection, now: float) -> int:
         oldest = now - self.idempotency_window
@@ -487,7 +497,7 @@ def _migrate(connection: sqlite3.Connection) -> None:
         )
 
     connection.executescript(
-        f"BEGIN IMMEDIATE; {_SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+        f"BEGIN IMMEDIATE; {SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
     )
 
 
