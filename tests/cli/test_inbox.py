@@ -37,7 +37,7 @@ def fill_inbox(path: Path) -> dict[str, int]:
 
             for name in ("dead", "dead2"):
                 await store.mark_failed(
-                    ids[name], error="upstream answered 500", next_attempt_at=None
+                    ids[name], error="upstream returned HTTP 500", next_attempt_at=None
                 )
         finally:
             await store.close()
@@ -77,7 +77,7 @@ def test_list_shows_every_event(
     assert lines[0].split()[:3] == ["ID", "STATE", "TRIES"]
     assert len(lines) == 5
     assert "msg_dead2" in lines[1]
-    assert "upstream answered 500" in lines[1]
+    assert "upstream returned HTTP 500" in lines[1]
     assert "FAKE" not in result.output
 
 
@@ -118,7 +118,7 @@ def test_show_hides_body_by_default(
     assert result.exit_code == 0, result.output
     assert "msg_dead" in result.output
     assert f"{len(LOGIN)} bytes" in result.output
-    assert "upstream answered 500" in result.output
+    assert "upstream returned HTTP 500" in result.output
     assert "FAKE" not in result.output
     assert "csrf" not in result.output
 

@@ -66,7 +66,7 @@ def test_inbox_depth_is_read_at_scrape(tmp_path: Path) -> None:
 
         (first, *_) = store.list_events()
         await store.mark_failed(
-            first.id, error="upstream answered 500", next_attempt_at=None
+            first.id, error="upstream returned HTTP 500", next_attempt_at=None
         )
         text = metrics.render().decode()
         await store.close()

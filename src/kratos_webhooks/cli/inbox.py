@@ -1,7 +1,7 @@
 """`kratos-webhooks inbox`: list, show and redrive the receiver's async events.
 
 The commands open the state database directly, so they work while a receiver
-runs beside them; a running receiver picks up a redriven event at its next poll.
+runs beside them. A running receiver picks up a redriven event at its next poll.
 Exit codes: 0 success, 1 event not found (or not a dead letter), 2 usage or
 configuration error.
 """

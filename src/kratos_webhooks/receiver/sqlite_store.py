@@ -1,8 +1,8 @@
 """The SQLite state store: WAL, `synchronous=FULL`, one batching writer thread.
 
 Writes go through `BatchWriter`, so an accepted event is fsynced before its
-caller hears of it. Reads use one connection per thread; in WAL mode they never
-wait for the writer. The async read methods run on the event loop's thread,
+caller hears of it. Reads use one connection per thread, and in WAL mode they do
+not wait for the writer. The async read methods run on the event loop's thread,
 because an indexed lookup costs less than a hop to a worker thread.
 """
 
@@ -483,7 +483,7 @@ def _configure(connection: sqlite3.Connection) -> None:
         raise sqlite3.OperationalError(f"WAL mode is not available (got {mode})")
 
     # FULL: the WAL is fsynced at every commit, so a committed event survives a
-    # power loss, not only a crash of the process.
+    # crash of the process and, on a disk that honours fsync, a power loss.
     connection.execute("PRAGMA synchronous = FULL")
 
 
