@@ -69,7 +69,7 @@ def test_unknown_hook_refused() -> None:
 
 
 def test_missing_handler_named() -> None:
-    with pytest.raises(KeyError, match="no handler is registered for login.before"):
+    with pytest.raises(KeyError, match=r"no handler is registered for login\.before"):
         HookRegistry().handler("login.before")
 
 

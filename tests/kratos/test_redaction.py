@@ -10,8 +10,8 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import parse_qsl
-from urllib.request import Request, urlopen
 
+import httpx
 import pytest
 
 from kratos_webhooks import ConfigError, InvalidJson
@@ -312,11 +312,13 @@ def test_upstream_receives_redacted_body(
         if "passthrough" not in name:
             continue
 
-        request = Request(url, data=redactor.redact_body(body), method="POST")
-        request.add_header("Content-Type", "application/json")
-
-        with urlopen(request, timeout=5) as response:
-            assert response.status == 204
+        response = httpx.post(
+            url,
+            content=redactor.redact_body(body),
+            headers={"Content-Type": "application/json"},
+            timeout=5,
+        )
+        assert response.status_code == 204
 
         secrets = _secrets_in(json.loads(body))
         assert received[-1]

@@ -270,11 +270,23 @@ class WebhookEndpoint:
 
         Raises:
             WebhookError: a rejection, with the reason code and status to answer.
+            BodyUnavailable: the body is shorter than its Content-Length, because
+                the application read the stream before.
         """
         self.check_framing(headers)
 
         if len(body) > self.max_body_bytes:
             raise PayloadTooLarge()
+
+        declared = header_values(headers, "content-length")
+
+        # Servers enforce Content-Length, so fewer bytes here mean that something
+        # in the application consumed the stream; a 401 would hide that.
+        if declared and int(declared[0]) != len(body):
+            raise BodyUnavailable(
+                f"received {len(body)} of {declared[0]} body bytes: the stream was "
+                "read before verification; put the raw-body middleware first"
+            )
 
         verified = authenticate(self.check, body, headers)
         content_type = None

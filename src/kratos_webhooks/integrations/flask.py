@@ -77,7 +77,10 @@ class RawBodyMiddleware:
     ) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
 
-        if self.paths is None or path.startswith(self.paths):
+        applies = self.paths is None or path.startswith(self.paths)
+
+        # An outer copy of this middleware already holds the untouched bytes.
+        if applies and RAW_BODY_KEY not in environ and TOO_LARGE_KEY not in environ:
             self._buffer(environ)
 
         return self.app(environ, start_response)

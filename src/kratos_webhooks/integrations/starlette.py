@@ -8,12 +8,12 @@ As a Starlette endpoint, which calls a handler and answers for it:
 
 As a FastAPI dependency, which hands the verified event to the route:
 
-    webhook = KratosWebhook(check, hook="registration.after")
-    webhook.install(app)
+    webhook = KratosWebhook(check, on_registration)
+    install(app)
 
     @app.post("/hooks/registration")
-    async def on_registration(event: HookEvent = Depends(webhook)) -> Response:
-        return answer_response(NoChange())
+    async def registration(event: HookEvent = Depends(webhook)) -> Response:
+        return await webhook.respond(event)
 
 `install` adds the error handler that answers a rejection with the JSON error
 shape, and `RawBodyMiddleware`, which keeps the raw bytes even when a form
@@ -46,6 +46,7 @@ __all__ = [
     "RawBodyMiddleware",
     "answer_response",
     "error_response",
+    "install",
 ]
 
 Scope = MutableMapping[str, Any]
@@ -78,7 +79,13 @@ class RawBodyMiddleware:
         self.paths = None if paths is None else tuple(paths)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not self._applies(scope.get("path", "")):
+        # An outer copy of this middleware already holds the untouched bytes.
+        if (
+            scope["type"] != "http"
+            or RAW_BODY_KEY in scope
+            or TOO_LARGE_KEY in scope
+            or not self._applies(scope.get("path", ""))
+        ):
             await self.app(scope, receive, send)
             return
 
@@ -144,6 +151,16 @@ async def _error_handler(request: Request, exc: Exception) -> Response:
     return error_response(exc)
 
 
+def install(app: Any, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> None:
+    """Add the raw-body middleware and the rejection handler to an application.
+
+    A FastAPI dependency needs both; call this once per application, before it
+    starts, because Starlette accepts middleware only then.
+    """
+    app.add_middleware(RawBodyMiddleware, max_body_bytes=max_body_bytes)
+    app.add_exception_handler(WebhookError, _error_handler)
+
+
 class KratosWebhook:
     """One verified route: a Starlette endpoint, or a FastAPI dependency.
 
@@ -175,12 +192,8 @@ class KratosWebhook:
         return f"KratosWebhook({self.route!r})"
 
     def install(self, app: Any) -> None:
-        """Add the raw-body middleware and the rejection handler to an application.
-
-        Call it before the application starts, as Starlette adds middleware only then.
-        """
-        app.add_middleware(RawBodyMiddleware, max_body_bytes=self.route.max_body_bytes)
-        app.add_exception_handler(WebhookError, _error_handler)
+        """Call `install` on an application with this route's body limit."""
+        install(app, max_body_bytes=self.route.max_body_bytes)
 
     async def __call__(self, request: Request) -> HookEvent[Any]:
         """Verify the request and return its event, as a FastAPI dependency.
@@ -215,6 +228,15 @@ class KratosWebhook:
         except WebhookError as exc:
             self.route.log_rejection(exc)
             return error_response(exc)
+
+        return answer_response(await handler(event))
+
+    async def respond(self, event: HookEvent[Any]) -> Response:
+        """Call the handler with a verified event and return its answer."""
+        handler = self.route.handler
+
+        if handler is None:
+            raise RuntimeError("KratosWebhook.respond needs a handler function")
 
         return answer_response(await handler(event))
 
