@@ -332,6 +332,9 @@ def run_cases(send: Send, cases: list[Case] | None = None) -> int:
         assert status == case.status, (case.name, status, body[:200])
         case.check(body)
 
+        if status == 204:
+            assert "content-type" not in headers, case.name
+
         if status >= 400 and status != 422:
             assert headers.get("content-type", "").startswith(JSON), case.name
 

@@ -231,7 +231,14 @@ def _client_certificate() -> dict[str, Any] | None:
 def answer_response(answer: Answer) -> Response:
     """Turn an answer builder into a Flask response."""
     status, body = answer.to_http()
-    return Response(body, status=status, content_type=answer.media_type)
+    response = Response(body, status=status)
+
+    if answer.media_type is None:
+        del response.headers["Content-Type"]
+    else:
+        response.content_type = answer.media_type
+
+    return response
 
 
 def error_response(error: WebhookError) -> Response:
