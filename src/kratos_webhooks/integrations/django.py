@@ -165,7 +165,7 @@ def answer_response(answer: Answer) -> HttpResponse:
 
 
 def error_response(error: WebhookError, allowed: Sequence[str] = ()) -> HttpResponse:
-    """Answer a rejection with `{"error": {"code": ..., "message": ...}}`."""
+    """Return the JSON error response to a rejection, with its status."""
     status, body, headers = error_body(error)
     response = HttpResponse(body, status=status)
 

@@ -80,7 +80,7 @@ class Authenticated:
 
     payload: bytes
     delivery_id: str | None
-    # The JSON MAC envelope always carries JSON, whatever the Content-Type says.
+    # The JSON MAC envelope always carries JSON, whatever the Content-Type claims.
     is_json_envelope: bool = False
 
 

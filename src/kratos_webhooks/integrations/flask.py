@@ -79,7 +79,7 @@ class RawBodyMiddleware:
 
         applies = self.paths is None or path.startswith(self.paths)
 
-        # An outer copy of this middleware already holds the untouched bytes.
+        # An outer copy of this middleware already contains the untouched bytes.
         if applies and RAW_BODY_KEY not in environ and TOO_LARGE_KEY not in environ:
             self._buffer(environ)
 
@@ -242,6 +242,6 @@ def answer_response(answer: Answer) -> Response:
 
 
 def error_response(error: WebhookError) -> Response:
-    """Answer a rejection with `{"error": {"code": ..., "message": ...}}`."""
+    """Return the JSON error response to a rejection, with its status."""
     status, body, headers = error_body(error)
     return Response(body, status=status, headers=headers)

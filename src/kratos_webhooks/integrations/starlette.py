@@ -79,7 +79,7 @@ class RawBodyMiddleware:
         self.paths = None if paths is None else tuple(paths)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        # An outer copy of this middleware already holds the untouched bytes.
+        # An outer copy of this middleware already contains the untouched bytes.
         if (
             scope["type"] != "http"
             or RAW_BODY_KEY in scope
@@ -139,7 +139,7 @@ def answer_response(answer: Answer) -> Response:
 
 
 def error_response(error: WebhookError) -> Response:
-    """Answer a rejection with `{"error": {"code": ..., "message": ...}}`."""
+    """Return the JSON error response to a rejection, with its status."""
     status, body, headers = error_body(error)
     return Response(content=body, status_code=status, headers=dict(headers))
 
@@ -206,8 +206,8 @@ class KratosWebhook:
 
         if WebhookError not in handlers:
             raise RuntimeError(
-                "call KratosWebhook.install(app) so that rejections are answered "
-                "with the JSON error shape"
+                "call install(app) so that a rejection returns the JSON error shape; "
+                "without it the dependency cannot respond"
             )
 
         try:

@@ -289,7 +289,7 @@ class UpdateIdentity(Answer):
 
         if not fields:
             raise InvalidAnswer(
-                "an identity update needs at least one field; answer NoChange() "
+                "an identity update needs at least one field; return NoChange() "
                 "to leave the identity as it is"
             )
 
@@ -320,7 +320,7 @@ class UpdateIdentity(Answer):
         if hook.endswith(".before"):
             raise InvalidAnswer(
                 f"an identity update at {hook} crashes the Kratos request (there is "
-                "no identity yet); answer NoChange() or Interrupt() there"
+                "no identity yet); return NoChange() or Interrupt() there"
             )
 
         if hook not in _SAVING_HOOK_POINTS:
