@@ -225,3 +225,24 @@ def test_rejection_logged_without_secrets(caplog: pytest.LogCaptureFixture) -> N
     assert "signature_mismatch" in caplog.text
     assert "FAKE" not in caplog.text
     assert headers["webhook-signature"].split(",", 1)[1] not in caplog.text
+
+
+@pytest.mark.slow
+def test_example_runs_as_script() -> None:
+    import subprocess
+    import sys
+
+    from .cases import EXAMPLES
+
+    result = subprocess.run(
+        [sys.executable, "django_app.py", "check"],
+        cwd=EXAMPLES,
+        env={**os.environ, **ENVIRONMENT},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert "no issues" in result.stdout
