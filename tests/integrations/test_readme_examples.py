@@ -7,8 +7,7 @@ import re
 from .cases import EXAMPLES
 
 ROOT = EXAMPLES.parent.parent
-# The section lives in notes/ until it is folded into the README.
-DOCUMENTS = [ROOT / "README.md", ROOT / "notes" / "README-handlers.md"]
+DOCUMENTS = [ROOT / "README.md"]
 BLOCK = re.compile(r"```python\n# examples/handlers/(\S+)\n(.*?)```\n", re.DOTALL)
 
 
