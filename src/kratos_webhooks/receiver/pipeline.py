@@ -35,8 +35,6 @@ Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
-# Browsers honour this only over HTTPS; one year, as HSTS preload lists expect.
-HSTS_VALUE: Final = b"max-age=31536000; includeSubDomains"
 _UNROUTED: Final = "-"
 
 access_log = structlog.stdlib.get_logger(ACCESS_LOGGER)
@@ -103,7 +101,7 @@ class ReceiverApp:
             )
             answer = internal_error_answer()
 
-        await _send(send, answer, https=scope.get("scheme") == "https")
+        await _send(send, answer)
         self._record(scope, outcome, answer.status, answer.reason, started)
 
     def _record(
@@ -168,16 +166,13 @@ class ReceiverApp:
         return answer
 
 
-async def _send(send: Send, answer: Answer, *, https: bool) -> None:
+async def _send(send: Send, answer: Answer) -> None:
     headers = [
         (b"content-type", answer.content_type.encode("latin-1")),
         (b"content-length", str(len(answer.body)).encode()),
         (b"cache-control", b"no-store"),
         *answer.headers,
     ]
-
-    if https:
-        headers.append((b"strict-transport-security", HSTS_VALUE))
 
     if answer.status == 204:
         headers = [

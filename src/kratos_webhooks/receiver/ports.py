@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-__all__ = ["EventStore", "StoredAnswerLike", "Wakeable"]
+__all__ = ["EventStore", "ManagedStore", "StoredAnswerLike", "Wakeable", "Worker"]
 
 
 class StoredAnswerLike(Protocol):
@@ -44,3 +44,19 @@ class Wakeable(Protocol):
     """The delivery worker, woken after each newly stored event."""
 
     def wake(self) -> None: ...
+
+
+class ManagedStore(EventStore, Protocol):
+    """A store that the server opens before serving and closes after."""
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+class Worker(Wakeable, Protocol):
+    """The delivery worker, started after the store and stopped before it."""
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
