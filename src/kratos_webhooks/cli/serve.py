@@ -37,10 +37,9 @@ def serve(config_file: str) -> None:
 
     from ..observability.logging import configure_logging
     from ..receiver.server import Receiver, StartError
-    from ..receiver.wiring import open_state
 
     configure_logging(config.logging.level)
-    receiver = Receiver(config, open_state=open_state)
+    receiver = Receiver(config)
 
     try:
         _run(receiver.run())

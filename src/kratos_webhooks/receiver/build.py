@@ -13,12 +13,13 @@ from ..secrets import KeySet, Secret
 from ..signing import Signer
 from .access import AllowList, SourceResolver
 from .authenticity import build_authenticator
+from .delivery import DeliveryWorker
 from .dispatch import HandlerTarget, InboxTarget, Target, UpstreamTarget
 from .handlers import import_handler
 from .limits import BodyLimits
 from .pipeline import ReceiverApp, Route
-from .ports import EventStore, Wakeable
 from .ratelimit import RateLimits
+from .state import StateStore
 
 __all__ = ["build_app", "build_route", "upstream_client"]
 
@@ -38,8 +39,8 @@ def build_route(
     route: RouteConfig,
     *,
     default_max_body: int,
-    store: EventStore,
-    worker: Wakeable,
+    store: StateStore,
+    worker: DeliveryWorker,
     client: httpx.AsyncClient,
 ) -> Route:
     """Build one route's stages.
@@ -74,8 +75,8 @@ def build_route(
 def _build_target(
     route: RouteConfig,
     *,
-    store: EventStore,
-    worker: Wakeable,
+    store: StateStore,
+    worker: DeliveryWorker,
     client: httpx.AsyncClient,
 ) -> Target:
     if route.mode == "async":
@@ -104,8 +105,8 @@ def _build_target(
 def build_app(
     config: Config,
     *,
-    store: EventStore,
-    worker: Wakeable,
+    store: StateStore,
+    worker: DeliveryWorker,
     metrics: HttpMetrics,
     client: httpx.AsyncClient,
 ) -> ReceiverApp:

@@ -20,9 +20,10 @@ from ..errors import (
 )
 from ..signing import Signer
 from .answers import JSON, Answer, accepted_answer
+from .delivery import DeliveryWorker
 from .handlers import Handler, HookRequest, call_handler
 from .kratos_answers import MAX_ANSWER_BYTES, check_kratos_answer
-from .ports import EventStore, Wakeable
+from .state import StateStore, StoredAnswer
 
 __all__ = ["HandlerTarget", "InboxTarget", "Target", "UpstreamTarget"]
 
@@ -133,17 +134,18 @@ class InboxTarget(Target):
 
     sync = False
 
-    def __init__(self, store: EventStore, worker: Wakeable) -> None:
+    def __init__(self, store: StateStore, worker: DeliveryWorker) -> None:
         self._store = store
         self._worker = worker
 
     async def dispatch(self, request: HookRequest, content_type: str) -> Answer:
+        accepted = accepted_answer(request.webhook_id)
         stored, created = await self._store.accept_event(
             route=request.route,
             key=request.webhook_id,
             body=request.body,
             content_type=content_type,
-            answer=accepted_answer(request.webhook_id),
+            answer=StoredAnswer(accepted.status, accepted.body, accepted.content_type),
         )
 
         if not created:

@@ -25,9 +25,9 @@ from .dispatch import Target
 from .handlers import HookRequest
 from .limits import BodyLimits, ClientDisconnected, RequestHeaders, read_body
 from .payload import parse_payload
-from .ports import EventStore
 from .ratelimit import RateLimits
 from .routing import RouteTable
+from .state import StateStore, StoredAnswer
 
 __all__ = ["ReceiverApp", "Route"]
 
@@ -69,7 +69,7 @@ class ReceiverApp:
         self,
         routes: Sequence[Route],
         *,
-        store: EventStore,
+        store: StateStore,
         sources: SourceResolver,
         rate_limits: RateLimits,
         metrics: HttpMetrics,
@@ -156,13 +156,22 @@ class ReceiverApp:
     async def _dispatch_once(
         self, route: Route, request: HookRequest, content_type: str
     ) -> Answer:
-        stored = await self._store.find_answer(request.webhook_id)
+        stored = await self._store.find_answer(route=route.path, key=request.webhook_id)
 
         if stored is not None:
             return Answer(stored.status, stored.body, stored.content_type, "duplicate")
 
         answer = await route.target.dispatch(request, content_type)
-        await self._store.remember_answer(request.webhook_id, route.path, answer)
+        first = await self._store.remember_answer(
+            route=route.path,
+            key=request.webhook_id,
+            answer=StoredAnswer(answer.status, answer.body, answer.content_type),
+        )
+
+        if first.body != answer.body or first.status != answer.status:
+            # Another process answered the same key first; its answer stands.
+            return Answer(first.status, first.body, first.content_type, "duplicate")
+
         return answer
 
 

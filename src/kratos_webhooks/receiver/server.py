@@ -14,33 +14,32 @@ import ipaddress
 import signal
 import socket
 import ssl
-from collections.abc import Callable
 from typing import Any, Final
 
 import structlog
 import uvicorn
-from prometheus_client import CollectorRegistry
 from uvicorn.lifespan.off import LifespanOff
 
 from ..config import Config
 from ..config_checks import parse_listen
+from ..errors import ConfigError
 from ..observability.logging import SERVER_LOGGER
-from ..observability.metrics import HttpMetrics
+from ..observability.metrics import Metrics
+from ..secrets import KeySet
 from .admin import AdminApp
 from .build import build_app, upstream_client
 from .connection import ConnectionLimits, bounded_protocol
-from .ports import ManagedStore, Worker
+from .delivery import DeliveryTarget, DeliveryWorker, RetryPolicy
 from .redirect import RedirectApp
+from .state import StateStore
 from .tls import server_context
 
-__all__ = ["HSTS", "Receiver", "StartError", "StateFactory", "bind"]
+__all__ = ["HSTS", "Receiver", "StartError", "bind", "open_state"]
 
 HSTS: Final = "max-age=31536000; includeSubDomains"
 # Longer than the largest sync budget (25 s), so an in-flight call can finish.
 GRACEFUL_SHUTDOWN_SECONDS: Final = 30.0
 ADMIN_MAX_CONNECTIONS: Final = 32
-
-StateFactory = Callable[[Config, CollectorRegistry], tuple[ManagedStore, Worker]]
 
 log = structlog.stdlib.get_logger(SERVER_LOGGER)
 
@@ -92,6 +91,40 @@ class ListenerServer(uvicorn.Server):
         self.started = True
 
 
+def open_state(config: Config, metrics: Metrics) -> tuple[StateStore, DeliveryWorker]:
+    """Make the store and the delivery worker for the async routes.
+
+    Raises:
+        ConfigError: the storage URL or an upstream secret is unusable.
+    """
+    store = StateStore.open(
+        config.storage,
+        idempotency_window=config.idempotency_window,
+        metrics=metrics.state,
+    )
+    targets = {}
+
+    for route in config.routes:
+        if route.mode != "async" or route.upstream is None:
+            continue
+
+        delivery = route.delivery
+        targets[route.path] = DeliveryTarget(
+            url=route.upstream,
+            keys=KeySet.load(route.upstream_secrets),
+            timeout=delivery.timeout,
+            retry=RetryPolicy(
+                max_attempts=delivery.max_attempts,
+                max_age=delivery.max_age,
+                initial_backoff=delivery.initial_backoff,
+                max_backoff=delivery.max_backoff,
+            ),
+        )
+
+    metrics.watch_inbox(store)
+    return store, DeliveryWorker(store, targets, metrics=metrics.delivery)
+
+
 def bind(address: str) -> socket.socket:
     """Bind a listening TCP socket to `host:port`.
 
@@ -118,9 +151,8 @@ def _bound_address(sock: socket.socket) -> str:
 class Receiver:
     """The running receiver: its listeners, store and delivery worker."""
 
-    def __init__(self, config: Config, *, open_state: StateFactory) -> None:
+    def __init__(self, config: Config) -> None:
         self.config = config
-        self._open_state = open_state
         self._stop = asyncio.Event()
         self._ready = False
         self.addresses: dict[str, str] = {}
@@ -139,20 +171,19 @@ class Receiver:
             StartError: a listener, the TLS context or the store failed to start.
         """
         config = self.config
-        registry = CollectorRegistry()
-        metrics = HttpMetrics(registry)
+        metrics = Metrics()
 
         try:
             context = server_context(config.server.tls)
-            store, worker = self._open_state(config, registry)
-        except Exception as exc:
+            store, worker = open_state(config, metrics)
+        except ConfigError as exc:
             raise StartError(str(exc)) from exc
 
         client = upstream_client()
         app = build_app(
-            config, store=store, worker=worker, metrics=metrics, client=client
+            config, store=store, worker=worker, metrics=metrics.http, client=client
         )
-        listeners = self._listeners(app, context, registry)
+        listeners = self._listeners(app, context, metrics)
         sockets = [bind(address) for address, _, _ in listeners]
 
         try:
@@ -193,7 +224,7 @@ class Receiver:
         log.info("stopped")
 
     def _listeners(
-        self, app: Any, context: ssl.SSLContext, registry: CollectorRegistry
+        self, app: Any, context: ssl.SSLContext, metrics: Metrics
     ) -> list[tuple[str, ListenerServer, str]]:
         server = self.config.server
         limits = server.limits
@@ -220,7 +251,7 @@ class Receiver:
 
         admin_limits = ConnectionLimits(max_connections=ADMIN_MAX_CONNECTIONS)
         admin = _listener(
-            AdminApp(registry, self.is_ready), admin_limits, idle_timeout=5.0
+            AdminApp(metrics.registry, self.is_ready), admin_limits, idle_timeout=5.0
         )
         result.append((self.config.admin.listen, admin, "admin"))
         return result
