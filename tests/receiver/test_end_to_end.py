@@ -449,24 +449,28 @@ def test_slow_headers_connection_closed(
     sent = 0
     closed = False
 
-    with socket.create_connection(("127.0.0.1", receiver.https_port), timeout=5) as raw:
-        with context.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
-            # The limit is 2 s; the headers alone would take over a minute.
-            while not closed and time.monotonic() - started < 10:
+    address = ("127.0.0.1", receiver.https_port)
+
+    with (
+        socket.create_connection(address, timeout=5) as raw,
+        context.wrap_socket(raw, server_hostname="127.0.0.1") as tls,
+    ):
+        # The limit is 2 s; the headers alone would take over a minute.
+        while not closed and time.monotonic() - started < 10:
+            try:
+                tls.sendall(head[sent : sent + 1])
+                sent += 1
+            except OSError:
+                closed = True
+                break
+
+            readable, _, _ = select.select([tls], [], [], 1.0)
+
+            if readable:
                 try:
-                    tls.sendall(head[sent : sent + 1])
-                    sent += 1
-                except OSError:
+                    closed = tls.recv(1) == b""
+                except (OSError, ssl.SSLError):
                     closed = True
-                    break
-
-                readable, _, _ = select.select([tls], [], [], 1.0)
-
-                if readable:
-                    try:
-                        closed = tls.recv(1) == b""
-                    except (OSError, ssl.SSLError):
-                        closed = True
 
     assert closed
     assert sent < 10
