@@ -108,7 +108,8 @@ SEMANTIC_CASES = [
      "routes[0].verify.secrets[0]", "bytes"),
     ({"verify": {"scheme": "standard-webhooks", "secrets": ["env:UNSET_FOR_TEST"]}},
      "routes[0].verify.secrets[0]", "not set"),
-    ({"verify": {"scheme": "hmac", "secrets": []}}, "routes[0].verify.scheme", "one of"),
+    ({"verify": {"scheme": "hmac", "secrets": []}},
+     "routes[0].verify.scheme", "one of"),
 ]  # fmt: skip
 
 

@@ -4,10 +4,10 @@ Field names are the YAML keys. Any key can be overridden by an environment
 variable `KRATOS_WEBHOOKS_<PATH>`, with `__` between levels and a list item
 addressed by its index: `KRATOS_WEBHOOKS_ROUTES__0__UPSTREAM` sets the upstream
 of the first route. An override's value is read as a YAML scalar or flow
-collection, so `true`, `5` and `[a, b]` keep their types. Only variables whose
-first level is a top-level key (`SERVER`, `ADMIN`, `STORAGE`, `ROUTES`,
-`IDEMPOTENCY_WINDOW`, `LOGGING`) are overrides; others, such as a secret named
-`KRATOS_WEBHOOKS_SECRET`, are left alone.
+collection, so `true`, `5` and `[a, b]` keep their types. A variable is an
+override only when its first level is a top-level key (`SERVER`, `ADMIN`,
+`STORAGE`, `ROUTES`, `IDEMPOTENCY_WINDOW`, `LOGGING`). Others, such as a secret
+named `KRATOS_WEBHOOKS_SECRET`, are left alone.
 
 Secrets are references (`env:NAME`, `file:/path`); `literal:VALUE` is accepted
 for demos and tests and listed in `Config.warnings`.
@@ -112,7 +112,7 @@ class LoggingConfig:
 
 @dataclass(frozen=True, slots=True)
 class VerifyConfig:
-    """How a route authenticates requests; `name` and `in` apply to api keys."""
+    """The authentication of a route's requests; `name` and `in` apply to api keys."""
 
     scheme: Scheme
     secrets: tuple[str, ...]
@@ -311,7 +311,12 @@ def _display(parts: list[str]) -> str:
     text = ""
 
     for part in parts:
-        text += f"[{part}]" if part.isdigit() else (f".{part}" if text else part)
+        if part.isdigit():
+            text += f"[{part}]"
+        elif text:
+            text += f".{part}"
+        else:
+            text = part
 
     return text
 

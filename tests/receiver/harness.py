@@ -107,6 +107,11 @@ class Upstream:
                 body = self.rfile.read(length)
                 headers = {k.lower(): v for k, v in self.headers.items()}
 
+                # A sender killed in the middle of a request delivered nothing.
+                if len(body) != length:
+                    self.close_connection = True
+                    return
+
                 with upstream.lock:
                     upstream.received.append(Received(self.path, headers, body))
 
@@ -117,11 +122,15 @@ class Upstream:
                     answer = answer()
 
                 status, payload = answer
-                self.send_response(status)
-                self.send_header("content-type", "application/json")
-                self.send_header("content-length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
+                try:
+                    self.send_response(status)
+                    self.send_header("content-type", "application/json")
+                    self.send_header("content-length", str(len(payload)))
+                    self.end_headers()
+                    self.wfile.write(payload)
+                except OSError:
+                    # The sender went away, as a killed receiver does.
+                    self.close_connection = True
 
             def log_message(self, format: str, *args: Any) -> None:
                 pass

@@ -92,9 +92,11 @@ def _handshake(port: int, certificates: Certificates, **settings: object) -> str
         else:
             setattr(context, name, value)
 
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
-        with context.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
-            return str(tls.version())
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=5) as raw,
+        context.wrap_socket(raw, server_hostname="127.0.0.1") as tls,
+    ):
+        return str(tls.version())
 
 
 def test_handshake_tls12_aead(tls_server: int, certificates: Certificates) -> None:

@@ -148,7 +148,8 @@ def curl_commands(directory: Path, port: int) -> tuple[str, str]:
     headers = Signer(key).sign(DEMO_BODY)
     url = f"https://127.0.0.1:{port}/hooks/registration/after"
     base = [
-        "curl", "-sS", "-w", " HTTP %{http_code}\n", "--cacert", str(directory / "tls.crt"), url,
+        "curl", "-sS", "-w", " HTTP %{http_code}\n",
+        "--cacert", str(directory / "tls.crt"), url,
         "-H", "content-type: application/json",
         "--data-binary", f"@{directory / 'body.json'}",
     ]  # fmt: skip
