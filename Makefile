@@ -25,3 +25,4 @@ test: lint
 
 bench: install
 	$(BIN)/python benchmarks/verify.py
+	$(BIN)/python benchmarks/receiver.py
