@@ -26,3 +26,4 @@ test: lint
 bench: install
 	$(BIN)/python benchmarks/verify.py
 	$(BIN)/python benchmarks/inbox.py
+	$(BIN)/python benchmarks/receiver.py

@@ -6,11 +6,13 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from kratos_webhooks.cli import main
 from kratos_webhooks.cli.inbox import inbox
 from kratos_webhooks.receiver.state import StateStore, StoredAnswer
 
 SAMPLES = Path(__file__).parents[1] / "data" / "kratos"
 LOGIN = (SAMPLES / "04-login-after-password-browser.passthrough.json").read_bytes()
+UPSTREAM_KEY = "whsec_" + "A" * 43 + "="
 ACCEPTED = StoredAnswer(202, b'{"status":"accepted"}')
 
 
@@ -191,11 +193,36 @@ def test_redrive_unknown_and_delivered(
     assert "is delivered, not a dead letter" in delivered.output
 
 
+def write_config(tmp_path: Path, storage_line: str) -> Path:
+    """Write a valid receiver configuration with the given storage line."""
+    for name in ("tls.crt", "tls.key"):
+        (tmp_path / name).write_text("not read by the inbox commands\n")
+
+    config = tmp_path / "receiver.yaml"
+    config.write_text(
+        "server:\n"
+        "  listen: 127.0.0.1:8443\n"
+        "  tls:\n"
+        f"    cert_file: {tmp_path / 'tls.crt'}\n"
+        f"    key_file: {tmp_path / 'tls.key'}\n"
+        f"{storage_line}"
+        "routes:\n"
+        "- path: /hooks/login/after\n"
+        "  verify:\n"
+        "    scheme: kratos-api-key\n"
+        "    name: X-Webhook-Secret\n"
+        "    secrets: ['literal:inbox-test-key-0123456789']\n"
+        "  mode: async\n"
+        "  upstream: http://127.0.0.1:8000/kratos\n"
+        f"  upstream_secrets: ['literal:{UPSTREAM_KEY}']\n"
+    )
+    return config
+
+
 def test_config_file_names_the_database(
     runner: CliRunner, tmp_path: Path, database: Path, ids: dict[str, int]
 ) -> None:
-    config = tmp_path / "receiver.yaml"
-    config.write_text(f"storage: sqlite://{database}\nroutes: []\n")
+    config = write_config(tmp_path, f"storage: sqlite://{database}\n")
 
     result = runner.invoke(inbox, ["list", "--config", str(config)])
 
@@ -210,8 +237,7 @@ def test_environment_overrides_config(
     ids: dict[str, int],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    config = tmp_path / "receiver.yaml"
-    config.write_text(f"storage: sqlite://{tmp_path / 'other.db'}\n")
+    config = write_config(tmp_path, f"storage: sqlite://{tmp_path / 'other.db'}\n")
     monkeypatch.setenv("KRATOS_WEBHOOKS_STORAGE", f"sqlite://{database}")
 
     result = runner.invoke(inbox, ["show", str(ids["dead"]), "--config", str(config)])
@@ -219,17 +245,59 @@ def test_environment_overrides_config(
     assert result.exit_code == 0, result.output
 
 
+def test_storage_option_overrides_config(
+    runner: CliRunner, tmp_path: Path, database: Path, ids: dict[str, int]
+) -> None:
+    config = write_config(tmp_path, f"storage: sqlite://{tmp_path / 'other.db'}\n")
+
+    result = runner.invoke(
+        inbox, ["show", str(ids["dead"]), "--config", str(config), *storage(database)]
+    )
+
+    assert result.exit_code == 0, result.output
+
+
+def test_storage_from_environment_alone(
+    runner: CliRunner,
+    database: Path,
+    ids: dict[str, int],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("KRATOS_WEBHOOKS_STORAGE", f"sqlite://{database}")
+
+    result = runner.invoke(inbox, ["show", str(ids["dead"])])
+
+    assert result.exit_code == 0, result.output
+
+
+@pytest.mark.parametrize(
+    ("storage_line", "message"),
+    [
+        ("storage: [1, 2]\n", "storage"),
+        ("storage: redis://localhost\n", "storage"),
+        ("storage: sqlite://absent-dir/absent.db\n", "no state database"),
+    ],
+)
+def test_bad_storage_in_config_exits_2(
+    runner: CliRunner, tmp_path: Path, storage_line: str, message: str
+) -> None:
+    config = write_config(tmp_path, storage_line)
+
+    result = runner.invoke(inbox, ["list", "--config", str(config)])
+
+    assert result.exit_code == 2
+    assert message in result.output
+
+
 @pytest.mark.parametrize(
     ("content", "message"),
     [
-        ("routes: []\n", "has no storage key"),
-        ("storage: [1, 2]\n", "storage must be a URL string"),
+        ("routes: []\n", "server: missing required key"),
         ("- just\n- a list\n", "must hold a mapping"),
         ("storage: [unclosed\n", "is not valid YAML"),
-        ("storage: redis://localhost\n", "invalid storage URL"),
     ],
 )
-def test_bad_config_exits_2(
+def test_invalid_config_exits_2(
     runner: CliRunner, tmp_path: Path, content: str, message: str
 ) -> None:
     config = tmp_path / "receiver.yaml"
@@ -245,7 +313,7 @@ def test_missing_config_file_exits_2(runner: CliRunner, tmp_path: Path) -> None:
     result = runner.invoke(inbox, ["list", "--config", str(tmp_path / "absent.yaml")])
 
     assert result.exit_code == 2
-    assert "cannot read" in result.output
+    assert "cannot read configuration" in result.output
 
 
 def test_no_storage_named_exits_2(runner: CliRunner) -> None:
@@ -262,3 +330,10 @@ def test_missing_database_exits_2(runner: CliRunner, tmp_path: Path) -> None:
     assert result.exit_code == 2
     assert "no state database" in result.output
     assert not absent.exists()
+
+
+def test_inbox_is_a_subcommand_of_main(runner: CliRunner) -> None:
+    result = runner.invoke(main, ["inbox", "--help"])
+
+    assert result.exit_code == 0
+    assert "redrive" in result.output

@@ -12,12 +12,11 @@ import os
 import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any, TypeVar
 
 import click
-import yaml
 
+from ..config import load_config
 from ..errors import ConfigError
 from ..receiver.inbox import EVENT_STATES, EventState, InboxEvent
 from ..receiver.state import StateStore, StorageError, StorageNotFound
@@ -49,7 +48,8 @@ def storage_options(func: F) -> F:
         "config_file",
         type=click.Path(dir_okay=False),
         help=f"Receiver configuration file whose storage key names the state"
-        f" database; {STORAGE_ENV} overrides that key.",
+        f" database; {STORAGE_ENV} overrides that key. The whole file is"
+        " validated, as serve does.",
     )(func)
     return func
 
@@ -172,11 +172,18 @@ def redrive(
 
 
 def open_store(config_file: str | None, storage: str | None) -> StateStore:
-    """Open the store named by `--storage`, the environment or the config file."""
-    url = storage or os.environ.get(STORAGE_ENV)
+    """Open the store named by `--storage`, the config file or the environment."""
+    url = storage
 
     if url is None and config_file is not None:
-        url = read_storage_url(Path(config_file))
+        try:
+            # The loader applies KRATOS_WEBHOOKS_STORAGE over the file's key.
+            url = load_config(config_file).storage
+        except ConfigError as exc:
+            raise ConfigProblem.from_error(exc) from exc
+
+    if url is None:
+        url = os.environ.get(STORAGE_ENV)
 
     if url is None:
         raise click.UsageError(
@@ -188,29 +195,6 @@ def open_store(config_file: str | None, storage: str | None) -> StateStore:
         return StateStore.open(url)
     except ConfigError as exc:
         raise ConfigProblem.from_error(exc) from exc
-
-
-def read_storage_url(path: Path) -> str:
-    """Read the `storage` key of a receiver configuration file."""
-    try:
-        document = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigProblem(f"cannot read {path}: {exc.strerror}") from exc
-    except (UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise ConfigProblem(f"{path} is not valid YAML: {exc}") from exc
-
-    if not isinstance(document, dict):
-        raise ConfigProblem(f"{path} must hold a mapping of configuration keys")
-
-    url = document.get("storage")
-
-    if url is None:
-        raise ConfigProblem(f"{path} has no storage key: give --storage URL")
-
-    if not isinstance(url, str):
-        raise ConfigProblem(f"{path}: storage must be a URL string")
-
-    return url
 
 
 T = TypeVar("T")

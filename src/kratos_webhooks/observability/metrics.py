@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DeliveryMetrics",
     "DeliveryOutcome",
+    "HttpMetrics",
     "InboxCollector",
     "Metrics",
     "StateMetrics",
@@ -37,10 +38,39 @@ _ATTEMPT_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 
 _LATENCY_BUCKETS: Final = (
     0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 3600, 14400, 86400,
 )  # fmt: skip
+# Request latency in seconds; fine-grained below 50 ms, where answers should be.
+_REQUEST_BUCKETS: Final = (
+    0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 25,
+)  # fmt: skip
 _BATCH_BUCKETS: Final = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 _COMMIT_BUCKETS: Final = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5)
 
 logger = logging.getLogger("kratos_webhooks.server")
+
+
+class HttpMetrics:
+    """Requests answered by the receiver: by route, status and reason code."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.requests = Counter(
+            PREFIX + "requests",
+            "Requests answered, by route, status and reason code. The route is"
+            " '-' for a path that matches no route.",
+            ["route", "status", "reason"],
+            registry=registry,
+        )
+        self.latency = Histogram(
+            PREFIX + "request_duration_seconds",
+            "Time from the start of a request to the end of its answer, by route.",
+            ["route"],
+            buckets=_REQUEST_BUCKETS,
+            registry=registry,
+        )
+
+    def observe(self, route: str, status: int, reason: str, seconds: float) -> None:
+        """Record one answered request."""
+        self.requests.labels(route, str(status), reason).inc()
+        self.latency.labels(route).observe(seconds)
 
 
 class StateMetrics:
@@ -154,6 +184,7 @@ class Metrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        self.http = HttpMetrics(self.registry)
         self.state = StateMetrics(self.registry)
         self.delivery = DeliveryMetrics(self.registry)
         self._inbox: InboxCollector | None = None
