@@ -22,13 +22,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final, Literal
 
-import httpx
-
 from ..errors import ConfigError, InvalidWebhookId
 from ..secrets import KeySet
 from ..signing import Signer
 from .inbox import InboxEvent
 from .state import StateStore, StorageError
+from .upstream_client import UpstreamClient, UpstreamError
 
 if TYPE_CHECKING:
     from ..observability.metrics import DeliveryMetrics, DeliveryOutcome
@@ -41,8 +40,6 @@ DEFAULT_CONCURRENCY: Final = 8
 # How often an idle worker looks for due events it was not woken for, such as
 # events redriven by `kratos-webhooks inbox redrive` from another process.
 DEFAULT_POLL_INTERVAL: Final = 2.0
-# Only the status matters, so a longer response body is cut off unread.
-_MAX_ANSWER_BYTES: Final = 65536
 
 logger = logging.getLogger("kratos_webhooks.delivery")
 
@@ -173,7 +170,7 @@ class DeliveryWorker:
         self._signers = {
             route: Signer(t.keys, clock=clock) for route, t in targets.items()
         }
-        self._clients: dict[str, httpx.AsyncClient] = {}
+        self._clients: dict[str, UpstreamClient] = {}
         self._wake = asyncio.Event()
         self._in_flight: dict[int, asyncio.Task[None]] = {}
         self._loop_task: asyncio.Task[None] | None = None
@@ -185,7 +182,9 @@ class DeliveryWorker:
             return
 
         for route, target in self._targets.items():
-            self._clients[route] = _make_client(target)
+            self._clients[route] = UpstreamClient(
+                target.url, ssl_context=target.ssl_context, max_idle=self._concurrency
+            )
 
         self._loop_task = asyncio.create_task(self._run(), name="delivery-worker")
 
@@ -336,13 +335,17 @@ class DeliveryWorker:
 
         try:
             async with asyncio.timeout(target.timeout):
-                status = await _post(client, target.url, event.body, headers)
+                status = await client.post(event.body, headers)
         except TimeoutError as exc:
             raise _AttemptFailed(
                 "timeout", f"timed out after {target.timeout:g} s"
             ) from exc
-        except httpx.HTTPError as exc:
-            raise _AttemptFailed("unreachable", _describe(exc)) from exc
+        except UpstreamError as exc:
+            raise _AttemptFailed("unreachable", str(exc)) from exc
+        except ValueError as exc:
+            # A content type with a line break, from a row not written by the
+            # receiver; retries cannot fix it.
+            raise _AttemptFailed("error", f"cannot send: {exc}") from exc
 
         if not 200 <= status < 300:
             raise _AttemptFailed("rejected", f"upstream returned HTTP {status}")
@@ -402,37 +405,3 @@ class DeliveryWorker:
             failure.reason,
             extra=context,
         )
-
-
-def _make_client(target: DeliveryTarget) -> httpx.AsyncClient:
-    verify: ssl.SSLContext | bool = target.ssl_context or ssl.create_default_context()
-    return httpx.AsyncClient(
-        verify=verify,
-        timeout=httpx.Timeout(target.timeout),
-        follow_redirects=False,
-        # Proxies from the environment would send events through a machine the
-        # configuration does not name.
-        trust_env=False,
-    )
-
-
-async def _post(
-    client: httpx.AsyncClient, url: str, body: bytes, headers: dict[str, str]
-) -> int:
-    async with client.stream("POST", url, content=body, headers=headers) as response:
-        read = 0
-
-        async for chunk in response.aiter_raw():
-            read += len(chunk)
-
-            if read > _MAX_ANSWER_BYTES:
-                break
-
-        return response.status_code
-
-
-def _describe(error: httpx.HTTPError) -> str:
-    """Name a transport error without the URL, which may carry a query string."""
-    message = str(error).split("\n", 1)[0]
-    name = type(error).__name__
-    return f"{name}: {message}" if message else name
