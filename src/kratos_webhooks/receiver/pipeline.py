@@ -15,7 +15,7 @@ from typing import Any, Final
 import structlog
 
 from ..errors import WebhookError
-from ..observability.logging import ACCESS_LOGGER, SERVER_LOGGER
+from ..observability.logging import SERVER_LOGGER, log_request
 from ..observability.metrics import HttpMetrics
 from .access import AllowList, SourceResolver
 from .answers import Answer, error_answer, internal_error_answer
@@ -37,7 +37,6 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 _UNROUTED: Final = "-"
 
-access_log = structlog.stdlib.get_logger(ACCESS_LOGGER)
 server_log = structlog.stdlib.get_logger(SERVER_LOGGER)
 
 
@@ -109,8 +108,7 @@ class ReceiverApp:
     ) -> None:
         seconds = time.perf_counter() - started
         self._metrics.observe(outcome.route, status, reason, seconds)
-        access_log.info(
-            "request",
+        log_request(
             method=scope.get("method"),
             route=outcome.route,
             source=outcome.source,
