@@ -9,7 +9,9 @@ from __future__ import annotations
 import click
 
 from .. import __version__
+from .config import config_group
 from .secret import secret
+from .serve import serve
 from .signing import sign, verify
 
 __all__ = ["main"]
@@ -24,3 +26,5 @@ def main() -> None:
 main.add_command(sign)
 main.add_command(verify)
 main.add_command(secret)
+main.add_command(config_group)
+main.add_command(serve)

@@ -1,0 +1,55 @@
+"""`kratos-webhooks serve --config FILE`: run the receiver."""
+
+from __future__ import annotations
+
+import asyncio
+
+import click
+
+from ..config import load_config
+from ..errors import ConfigError
+from .options import EXIT_START_FAILED, EXIT_USAGE
+
+
+@click.command("serve")
+@click.option(
+    "--config",
+    "config_file",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="The receiver's YAML configuration file.",
+)
+def serve(config_file: str) -> None:
+    """Run the HTTPS receiver until SIGTERM or SIGINT.
+
+    Exit 0 after a clean stop, 2 when the configuration is invalid, 3 when a
+    listener, the TLS files or the store cannot start.
+    """
+    try:
+        config = load_config(config_file)
+    except ConfigError as exc:
+        click.echo(f"{config_file}: {exc}", err=True)
+
+        for path, message in exc.problems:
+            click.echo(f"  {path or '(file)'}: {message}", err=True)
+
+        raise SystemExit(EXIT_USAGE) from exc
+
+    from ..observability.logging import configure_logging
+    from ..receiver.server import Receiver, StartError
+
+    configure_logging(config.logging.level)
+    receiver = Receiver(config)
+
+    try:
+        _run(receiver.run())
+    except (StartError, ConfigError) as exc:
+        click.echo(f"cannot start the receiver: {exc}", err=True)
+        raise SystemExit(EXIT_START_FAILED) from exc
+
+
+def _run(main: object) -> None:
+    import uvloop
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(main)  # type: ignore[arg-type]

@@ -1,0 +1,347 @@
+"""The receiver's configuration: one YAML file, validated at once into frozen objects.
+
+Field names are the YAML keys. Any key can be overridden by an environment
+variable `KRATOS_WEBHOOKS_<PATH>`, with `__` between levels and a list item
+addressed by its index: `KRATOS_WEBHOOKS_ROUTES__0__UPSTREAM` sets the upstream
+of the first route. An override's value is read as a YAML scalar or flow
+collection, so `true`, `5` and `[a, b]` keep their types. Only variables whose
+first level is a top-level key (`SERVER`, `ADMIN`, `STORAGE`, `ROUTES`,
+`IDEMPOTENCY_WINDOW`, `LOGGING`) are overrides; others, such as a secret named
+`KRATOS_WEBHOOKS_SECRET`, are left alone.
+
+Secrets are references (`env:NAME`, `file:/path`); `literal:VALUE` is accepted
+for demos and tests and listed in `Config.warnings`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final, Literal
+
+import yaml
+
+from .config_checks import MAX_SYNC_TIMEOUT, check_config
+from .config_schema import convert
+from .errors import ConfigError
+
+__all__ = [
+    "ENV_PREFIX",
+    "MAX_SYNC_TIMEOUT",
+    "AdminConfig",
+    "Config",
+    "DeliveryConfig",
+    "LimitsConfig",
+    "LoggingConfig",
+    "RateLimitConfig",
+    "RouteConfig",
+    "ServerConfig",
+    "TlsConfig",
+    "VerifyConfig",
+    "load_config",
+    "parse_config",
+]
+
+ENV_PREFIX: Final = "KRATOS_WEBHOOKS_"
+DEFAULT_SYNC_TIMEOUT: Final = 10.0
+
+Scheme = Literal[
+    "standard-webhooks", "kratos-api-key", "kratos-basic", "kratos-jsonnet-mac"
+]
+Mode = Literal["sync", "async"]
+
+
+@dataclass(frozen=True, slots=True)
+class TlsConfig:
+    """The HTTPS listener's certificate and protocol settings."""
+
+    cert_file: str
+    key_file: str
+    min_version: Literal["1.2", "1.3"] = "1.2"
+    client_auth: Literal["off", "optional", "required"] = "off"
+    client_ca_file: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LimitsConfig:
+    """Connection and request limits; times in seconds, sizes in bytes."""
+
+    max_body_bytes: int = 1_048_576
+    header_timeout: float = 5.0
+    body_timeout: float = 10.0
+    idle_timeout: float = 30.0
+    max_connections: int = 1000
+    max_header_bytes: int = 16_384
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimitConfig:
+    """Rate limits in the `limits` notation, such as `100/second`; None is no limit."""
+
+    global_: str | None = field(default=None, metadata={"key": "global"})
+    per_source: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    """The HTTPS listener and what applies to every route."""
+
+    tls: TlsConfig
+    listen: str = "0.0.0.0:8443"
+    http_listen: str | None = None
+    trusted_proxies: tuple[str, ...] = ()
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
+    rate_limit: RateLimitConfig = field(default_factory=RateLimitConfig)
+
+
+@dataclass(frozen=True, slots=True)
+class AdminConfig:
+    """The plain-HTTP listener for /metrics, /healthz and /readyz."""
+
+    listen: str = "127.0.0.1:9464"
+
+
+@dataclass(frozen=True, slots=True)
+class LoggingConfig:
+    """The log level of the service's loggers."""
+
+    level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyConfig:
+    """How a route authenticates requests; `name` and `in` apply to api keys."""
+
+    scheme: Scheme
+    secrets: tuple[str, ...]
+    tolerance: int = 300
+    name: str | None = None
+    in_: Literal["header", "cookie"] = field(default="header", metadata={"key": "in"})
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryConfig:
+    """Retry policy of an async route's deliveries; times in seconds."""
+
+    max_attempts: int = 12
+    max_age: float = 86_400.0
+    initial_backoff: float = 1.0
+    max_backoff: float = 600.0
+    timeout: float = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class RouteConfig:
+    """One receiving path, its checks and where its events go."""
+
+    path: str
+    verify: VerifyConfig
+    mode: Mode
+    methods: tuple[str, ...] = ("POST",)
+    upstream: str | None = None
+    handler: str | None = None
+    upstream_secrets: tuple[str, ...] = ()
+    allow_from: tuple[str, ...] = ()
+    rate_limit: str | None = None
+    max_body_bytes: int | None = None
+    gzip: bool = False
+    max_inflated_bytes: int | None = None
+    timeout: float = DEFAULT_SYNC_TIMEOUT
+    delivery: DeliveryConfig = field(default_factory=DeliveryConfig)
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """The whole receiver configuration.
+
+    `warnings` lists `(key path, message)` pairs for settings that work but
+    should not reach production, such as `literal:` secrets.
+    """
+
+    server: ServerConfig
+    routes: tuple[RouteConfig, ...]
+    admin: AdminConfig = field(default_factory=AdminConfig)
+    storage: str = "sqlite:///var/lib/kratos-webhooks/state.db"
+    idempotency_window: float = 86_400.0
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+    warnings: tuple[tuple[str, str], ...] = field(
+        default=(), metadata={"internal": True}
+    )
+
+
+_TOP_LEVEL_KEYS: Final = frozenset(
+    {"server", "admin", "storage", "routes", "idempotency_window", "logging"}
+)
+
+
+def load_config(
+    path: str | os.PathLike[str], *, environ: Mapping[str, str] | None = None
+) -> Config:
+    """Read, override from the environment and validate a configuration file.
+
+    Raises:
+        ConfigError: the file cannot be read or parsed, or any setting is
+            invalid; `problems` lists each one with its key path.
+    """
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        raise ConfigError(
+            f"cannot read configuration {os.fspath(path)}: {reason}"
+        ) from exc
+
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(
+            f"configuration {os.fspath(path)} is not valid YAML",
+            problems=[("", _describe_yaml_error(exc))],
+        ) from exc
+
+    return parse_config(document, environ=os.environ if environ is None else environ)
+
+
+def parse_config(document: Any, *, environ: Mapping[str, str] | None = None) -> Config:
+    """Validate a parsed YAML document, after applying environment overrides.
+
+    Raises:
+        ConfigError: any setting is invalid; `problems` lists them all.
+    """
+    problems: list[tuple[str, str]] = []
+
+    if document is None:
+        document = {}
+
+    if not isinstance(document, dict):
+        raise ConfigError(
+            "invalid configuration", problems=[("", "the file must hold a mapping")]
+        )
+
+    document = apply_environment(document, environ or {}, problems)
+    config = convert(Config, document, "", problems)
+    warnings: list[tuple[str, str]] = []
+
+    if isinstance(config, Config):
+        check_config(config, problems, warnings)
+
+    if problems or not isinstance(config, Config):
+        raise ConfigError(
+            f"invalid configuration: {len(problems)} problem(s)", problems=problems
+        )
+
+    return _with_warnings(config, warnings)
+
+
+def _with_warnings(config: Config, warnings: list[tuple[str, str]]) -> Config:
+    values = {name: getattr(config, name) for name in Config.__dataclass_fields__}
+    values["warnings"] = tuple(warnings)
+    return Config(**values)
+
+
+def apply_environment(
+    document: dict[str, Any],
+    environ: Mapping[str, str],
+    problems: list[tuple[str, str]],
+) -> dict[str, Any]:
+    """Return a copy of the document with `KRATOS_WEBHOOKS_*` overrides applied."""
+    result: dict[str, Any] = _deep_copy(document)
+
+    for name in sorted(environ):
+        if not name.startswith(ENV_PREFIX):
+            continue
+
+        parts = name[len(ENV_PREFIX) :].lower().split("__")
+
+        if parts[0] not in _TOP_LEVEL_KEYS:
+            continue
+
+        try:
+            value = yaml.safe_load(environ[name])
+        except yaml.YAMLError:
+            problems.append((".".join(parts), f"{name} is not a valid YAML value"))
+            continue
+
+        _set_path(result, parts, value, name, problems)
+
+    return result
+
+
+def _set_path(
+    document: dict[str, Any],
+    parts: list[str],
+    value: Any,
+    variable: str,
+    problems: list[tuple[str, str]],
+) -> None:
+    node: Any = document
+
+    for depth, part in enumerate(parts[:-1]):
+        following = parts[depth + 1]
+        node = _step_into(node, part, following.isdigit())
+
+        if node is None:
+            path = ".".join(parts[: depth + 1])
+            problems.append((path, f"{variable} addresses a missing list item"))
+            return
+
+    last = parts[-1]
+
+    if isinstance(node, list):
+        index = int(last) if last.isdigit() else -1
+
+        if not 0 <= index <= len(node):
+            problems.append((".".join(parts), f"{variable} addresses a missing item"))
+            return
+
+        if index == len(node):
+            node.append(value)
+        else:
+            node[index] = value
+
+        return
+
+    node[last] = value
+
+
+def _step_into(node: Any, part: str, wants_list: bool) -> Any:
+    if isinstance(node, list):
+        if not part.isdigit():
+            return None
+
+        index = int(part)
+
+        if index == len(node):
+            node.append({})
+
+        return node[index] if index < len(node) else None
+
+    child = node.get(part)
+
+    if not isinstance(child, dict | list):
+        child = [] if wants_list else {}
+        node[part] = child
+
+    return child
+
+
+def _deep_copy(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: _deep_copy(item) for key, item in value.items()}
+
+    if isinstance(value, list):
+        return [_deep_copy(item) for item in value]
+
+    return value
+
+
+def _describe_yaml_error(exc: yaml.YAMLError) -> str:
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or "syntax error"
+
+    if mark is None:
+        return str(problem)
+
+    return f"{problem} at line {mark.line + 1}, column {mark.column + 1}"

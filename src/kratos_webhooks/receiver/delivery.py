@@ -1,0 +1,430 @@
+"""The delivery worker: forwards inbox events to the application, with retries.
+
+Each delivery POSTs the original body, byte for byte, with its original
+Content-Type and the Standard Webhooks headers made with the route's upstream
+key set, plus `webhook-attempt`. A 2xx answer delivers the event. Any other
+status (redirects are never followed), a connection failure or a timeout is
+retried with exponential backoff and jitter until the attempts or the age run
+out, and the event then becomes a dead letter. Events survive restarts in the
+store, so a new worker on the same database picks up where the last one left.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import random
+import ssl
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Final, Literal
+
+import httpx
+
+from ..errors import ConfigError, InvalidWebhookId
+from ..secrets import KeySet
+from ..signing import Signer
+from .inbox import InboxEvent
+from .state import StateStore, StorageError
+
+if TYPE_CHECKING:
+    from ..observability.metrics import DeliveryMetrics, DeliveryOutcome
+
+__all__ = ["ATTEMPT_HEADER", "DeliveryTarget", "DeliveryWorker", "RetryPolicy"]
+
+ATTEMPT_HEADER: Final = "webhook-attempt"
+DEFAULT_TIMEOUT: Final = 10.0
+DEFAULT_CONCURRENCY: Final = 8
+# How often an idle worker looks for due events it was not woken for, such as
+# events redriven by `kratos-webhooks inbox redrive` from another process.
+DEFAULT_POLL_INTERVAL: Final = 2.0
+# Only the status matters; a longer answer is cut off unread.
+_MAX_ANSWER_BYTES: Final = 65536
+
+logger = logging.getLogger("kratos_webhooks.delivery")
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """When to retry a failed delivery, and when to give up.
+
+    The delay before retry n (n = 1 after the first failure) is
+    `initial_backoff * 2 ** (n - 1)`, capped at `max_backoff` seconds, then
+    jittered. `jitter` is a fraction for proportional jitter (0.2 spreads each
+    delay uniformly over ±20 %) or `"full"` for a uniform delay between zero and
+    the capped delay. An event becomes a dead letter after `max_attempts`
+    attempts, or when the next attempt would start more than `max_age` seconds
+    after the event arrived or was redriven.
+    """
+
+    max_attempts: int = 12
+    max_age: float = 86400.0
+    initial_backoff: float = 1.0
+    max_backoff: float = 600.0
+    jitter: float | Literal["full"] = 0.2
+
+    def __post_init__(self) -> None:
+        if self.max_attempts < 1:
+            raise ConfigError("delivery max_attempts must be at least 1")
+
+        if not self.max_age > 0:
+            raise ConfigError("delivery max_age must be a positive number of seconds")
+
+        if not self.initial_backoff > 0:
+            raise ConfigError("delivery initial_backoff must be positive")
+
+        if not self.max_backoff >= self.initial_backoff:
+            raise ConfigError("delivery max_backoff must be at least initial_backoff")
+
+        if self.jitter != "full" and not 0 <= self.jitter <= 1:
+            raise ConfigError('delivery jitter must be between 0 and 1, or "full"')
+
+    def backoff(self, failures: int, rng: random.Random) -> float:
+        """Return the delay in seconds after the `failures`-th failed attempt."""
+        exponent = min(failures - 1, 64)
+        delay = min(self.max_backoff, self.initial_backoff * 2.0**exponent)
+
+        if self.jitter == "full":
+            return rng.uniform(0.0, delay)
+
+        spread = delay * self.jitter
+        return min(self.max_backoff, rng.uniform(delay - spread, delay + spread))
+
+    def next_attempt_at(
+        self, event: InboxEvent, now: float, rng: random.Random
+    ) -> float | None:
+        """Return when to retry after a failed attempt, or None for a dead letter."""
+        failures = event.attempts + 1
+
+        if failures >= self.max_attempts:
+            return None
+
+        retry_at = now + self.backoff(failures, rng)
+
+        if retry_at - event.retry_since > self.max_age:
+            return None
+
+        return retry_at
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryTarget:
+    """Where and how a route's events are delivered.
+
+    `keys` is the upstream key set, apart from the secrets Kratos or the relay
+    use, so the application can tell that a call came from the receiver.
+    `ssl_context` verifies an https upstream; None means the system's default.
+    """
+
+    url: str
+    keys: KeySet
+    timeout: float = DEFAULT_TIMEOUT
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    ssl_context: ssl.SSLContext | None = None
+
+    def __post_init__(self) -> None:
+        if not self.url.startswith(("http://", "https://")):
+            raise ConfigError("upstream URL must start with http:// or https://")
+
+        if not self.timeout > 0:
+            raise ConfigError("delivery timeout must be a positive number of seconds")
+
+
+class _AttemptFailed(Exception):
+    def __init__(self, outcome: DeliveryOutcome, reason: str) -> None:
+        super().__init__(reason)
+        self.outcome: DeliveryOutcome = outcome
+        self.reason = reason
+
+
+class DeliveryWorker:
+    """Deliver due inbox events, up to `concurrency` at a time.
+
+    Events of routes missing from `targets` stay pending, untouched, until a
+    configuration that names their route is loaded.
+    """
+
+    def __init__(
+        self,
+        store: StateStore,
+        targets: Mapping[str, DeliveryTarget],
+        *,
+        metrics: DeliveryMetrics | None = None,
+        concurrency: int = DEFAULT_CONCURRENCY,
+        poll_interval: float = DEFAULT_POLL_INTERVAL,
+        clock: Callable[[], float] = time.time,
+        rng: random.Random | None = None,
+    ) -> None:
+        if concurrency < 1:
+            raise ConfigError("delivery concurrency must be at least 1")
+
+        self._store = store
+        self._targets = dict(targets)
+        self._metrics = metrics
+        self._concurrency = concurrency
+        self._poll_interval = poll_interval
+        self._clock = clock
+        self._rng = rng or random.Random()  # noqa: S311 - jitter, not a secret
+        self._signers = {
+            route: Signer(t.keys, clock=clock) for route, t in targets.items()
+        }
+        self._clients: dict[str, httpx.AsyncClient] = {}
+        self._wake = asyncio.Event()
+        self._in_flight: dict[int, asyncio.Task[None]] = {}
+        self._loop_task: asyncio.Task[None] | None = None
+        self._stopping = False
+
+    async def start(self) -> None:
+        """Start delivering in the running event loop."""
+        if self._loop_task is not None:
+            return
+
+        for route, target in self._targets.items():
+            self._clients[route] = _make_client(target)
+
+        self._loop_task = asyncio.create_task(self._run(), name="delivery-worker")
+
+    def wake(self) -> None:
+        """Look for due events now, for instance right after one was accepted."""
+        self._wake.set()
+
+    async def stop(self, *, grace: float | None = None) -> None:
+        """Stop taking events and let attempts in flight finish, for `grace` seconds.
+
+        `grace` defaults to the longest per-attempt timeout. An attempt still
+        running after it is cancelled; its event stays pending and is delivered
+        again after a restart, with the same webhook-id.
+        """
+        if self._loop_task is None or self._stopping:
+            return
+
+        self._stopping = True
+        self._wake.set()
+        await self._loop_task
+
+        if grace is None:
+            grace = max((t.timeout for t in self._targets.values()), default=0.0)
+
+        in_flight = list(self._in_flight.values())
+
+        if in_flight:
+            _, still_running = await asyncio.wait(in_flight, timeout=grace + 1.0)
+
+            for task in still_running:
+                task.cancel()
+
+            await asyncio.gather(*still_running, return_exceptions=True)
+
+        for client in self._clients.values():
+            await client.aclose()
+
+        self._clients.clear()
+
+    async def _run(self) -> None:
+        while not self._stopping:
+            self._wake.clear()
+
+            try:
+                delay = await self._dispatch_due()
+            except StorageError as exc:
+                logger.error("delivery worker cannot read the inbox: %s", exc)
+                delay = self._poll_interval
+
+            if delay > 0 and not self._stopping:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout=delay)
+
+    async def _dispatch_due(self) -> float:
+        """Start attempts for due events; return how long to sleep until the next."""
+        now = self._clock()
+        free = self._concurrency - len(self._in_flight)
+
+        if free <= 0:
+            # Every slot is busy, and a finishing attempt wakes the loop.
+            return self._poll_interval
+
+        # Ask for enough rows to find `free` events that are not in flight.
+        due = await self._store.due_events(
+            now, free + len(self._in_flight), routes=self._targets.keys()
+        )
+
+        for event in due:
+            if free <= 0:
+                return self._poll_interval
+
+            if event.id in self._in_flight:
+                continue
+
+            free -= 1
+            task = asyncio.create_task(self._deliver(event))
+            self._in_flight[event.id] = task
+            task.add_done_callback(functools.partial(self._finished, event.id))
+
+        # Every due event is in flight now, so only later ones matter.
+        next_at = await self._store.next_attempt_at(now, routes=self._targets.keys())
+
+        if next_at is None:
+            return self._poll_interval
+
+        return min(self._poll_interval, max(0.0, next_at - self._clock()))
+
+    def _finished(self, event_id: int, task: asyncio.Task[None]) -> None:
+        self._in_flight.pop(event_id, None)
+        self._wake.set()
+
+        if not task.cancelled() and task.exception() is not None:
+            logger.error(
+                "delivery of event %d failed unexpectedly: %r",
+                event_id,
+                task.exception(),
+            )
+
+    async def _deliver(self, event: InboxEvent) -> None:
+        target = self._targets[event.route]
+        attempt = event.attempts + 1
+        started = time.perf_counter()
+
+        try:
+            await self._attempt(event, target, attempt)
+        except _AttemptFailed as failure:
+            seconds = time.perf_counter() - started
+            await self._record_failure(event, target, attempt, failure, seconds)
+            return
+
+        now = self._clock()
+
+        try:
+            await self._store.mark_delivered(event.id, now)
+        except StorageError as exc:
+            # The event stays pending and is delivered again, with the same
+            # webhook-id, so the application can drop the repeat.
+            logger.error("cannot record delivery of event %d: %s", event.id, exc)
+            return
+
+        if self._metrics is not None:
+            self._metrics.observe_attempt(
+                event.route, "delivered", time.perf_counter() - started
+            )
+            self._metrics.observe_delivered(event.route, now - event.received_at)
+
+    async def _attempt(
+        self, event: InboxEvent, target: DeliveryTarget, attempt: int
+    ) -> None:
+        try:
+            headers = self._signers[event.route].sign(
+                event.body, msg_id=event.webhook_id
+            )
+        except InvalidWebhookId as exc:
+            # Keys from `idempotency_key` are always valid; this catches rows
+            # written some other way, which retries cannot fix.
+            raise _AttemptFailed("error", f"cannot sign: {exc}") from exc
+
+        headers[ATTEMPT_HEADER] = str(attempt)
+        headers["content-type"] = event.content_type
+        client = self._clients[event.route]
+
+        try:
+            async with asyncio.timeout(target.timeout):
+                status = await _post(client, target.url, event.body, headers)
+        except TimeoutError as exc:
+            raise _AttemptFailed(
+                "timeout", f"timed out after {target.timeout:g} s"
+            ) from exc
+        except httpx.HTTPError as exc:
+            raise _AttemptFailed("unreachable", _describe(exc)) from exc
+
+        if not 200 <= status < 300:
+            raise _AttemptFailed("rejected", f"upstream answered {status}")
+
+    async def _record_failure(
+        self,
+        event: InboxEvent,
+        target: DeliveryTarget,
+        attempt: int,
+        failure: _AttemptFailed,
+        seconds: float,
+    ) -> None:
+        retry_at = target.retry.next_attempt_at(event, self._clock(), self._rng)
+
+        try:
+            await self._store.mark_failed(
+                event.id, error=failure.reason, next_attempt_at=retry_at
+            )
+        except StorageError as exc:
+            logger.error("cannot record failed delivery of event %d: %s", event.id, exc)
+            return
+
+        context = {
+            "event_id": event.id,
+            "route": event.route,
+            "webhook_id": event.webhook_id,
+            "attempt": attempt,
+            "error": failure.reason,
+        }
+
+        if self._metrics is not None:
+            self._metrics.observe_attempt(event.route, failure.outcome, seconds)
+
+        if retry_at is not None:
+            logger.warning(
+                "delivery failed: event %d route %s webhook-id %s attempt %d: %s;"
+                " retrying in %.1f s",
+                event.id,
+                event.route,
+                event.webhook_id,
+                attempt,
+                failure.reason,
+                max(0.0, retry_at - self._clock()),
+                extra=context,
+            )
+            return
+
+        if self._metrics is not None:
+            self._metrics.observe_dead_letter(event.route)
+
+        logger.warning(
+            "dead letter: event %d route %s webhook-id %s after attempt %d: %s",
+            event.id,
+            event.route,
+            event.webhook_id,
+            attempt,
+            failure.reason,
+            extra=context,
+        )
+
+
+def _make_client(target: DeliveryTarget) -> httpx.AsyncClient:
+    verify: ssl.SSLContext | bool = target.ssl_context or ssl.create_default_context()
+    return httpx.AsyncClient(
+        verify=verify,
+        timeout=httpx.Timeout(target.timeout),
+        follow_redirects=False,
+        # Proxies from the environment would send events through a machine the
+        # configuration does not name.
+        trust_env=False,
+    )
+
+
+async def _post(
+    client: httpx.AsyncClient, url: str, body: bytes, headers: dict[str, str]
+) -> int:
+    async with client.stream("POST", url, content=body, headers=headers) as response:
+        read = 0
+
+        async for chunk in response.aiter_raw():
+            read += len(chunk)
+
+            if read > _MAX_ANSWER_BYTES:
+                break
+
+        return response.status_code
+
+
+def _describe(error: httpx.HTTPError) -> str:
+    """Name a transport error without the URL, which may carry a query string."""
+    message = str(error).split("\n", 1)[0]
+    name = type(error).__name__
+    return f"{name}: {message}" if message else name

@@ -1,0 +1,194 @@
+"""The receiver's ASGI application: every stage in order, one access line each.
+
+Cheap checks that need no body come first; nothing is parsed before it is
+authenticated. Every failure becomes a `{"error": {"code", "message"}}` answer;
+an unexpected exception is logged by type only and answered 503, never 500.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+import structlog
+
+from ..errors import WebhookError
+from ..observability.logging import ACCESS_LOGGER, SERVER_LOGGER
+from ..observability.metrics import HttpMetrics
+from .access import AllowList, SourceResolver
+from .answers import Answer, error_answer, internal_error_answer
+from .authenticity import Authenticator
+from .deduplication import KeyLocks, idempotency_key
+from .dispatch import Target
+from .handlers import HookRequest
+from .limits import BodyLimits, ClientDisconnected, RequestHeaders, read_body
+from .payload import parse_payload
+from .ratelimit import RateLimits
+from .routing import RouteTable
+from .state import StateStore, StoredAnswer
+
+__all__ = ["ReceiverApp", "Route"]
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+_UNROUTED: Final = "-"
+
+access_log = structlog.stdlib.get_logger(ACCESS_LOGGER)
+server_log = structlog.stdlib.get_logger(SERVER_LOGGER)
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """A configured route with its stages built."""
+
+    path: str
+    methods: tuple[str, ...]
+    allow_list: AllowList
+    limits: BodyLimits
+    authenticator: Authenticator
+    target: Target
+
+
+@dataclass(slots=True)
+class _Outcome:
+    """What the access line and the metrics report about one request."""
+
+    route: str = _UNROUTED
+    source: str | None = None
+    webhook_id: str | None = None
+
+
+class ReceiverApp:
+    """The ASGI application of the HTTPS listener."""
+
+    def __init__(
+        self,
+        routes: Sequence[Route],
+        *,
+        store: StateStore,
+        sources: SourceResolver,
+        rate_limits: RateLimits,
+        metrics: HttpMetrics,
+    ) -> None:
+        self._routes = RouteTable(routes)
+        self._store = store
+        self._sources = sources
+        self._rate_limits = rate_limits
+        self._metrics = metrics
+        self._locks = KeyLocks()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return
+
+        started = time.perf_counter()
+        outcome = _Outcome()
+
+        try:
+            answer = await self._handle(scope, receive, outcome)
+        except WebhookError as error:
+            answer = error_answer(error)
+        except ClientDisconnected:
+            self._record(scope, outcome, 499, "client_disconnected", started)
+            return
+        except Exception as exc:  # noqa: BLE001 - the last guard: never a 500
+            server_log.error(
+                "internal_error", route=outcome.route, error=type(exc).__name__
+            )
+            answer = internal_error_answer()
+
+        await _send(send, answer)
+        self._record(scope, outcome, answer.status, answer.reason, started)
+
+    def _record(
+        self, scope: Scope, outcome: _Outcome, status: int, reason: str, started: float
+    ) -> None:
+        seconds = time.perf_counter() - started
+        self._metrics.observe(outcome.route, status, reason, seconds)
+        access_log.info(
+            "request",
+            method=scope.get("method"),
+            route=outcome.route,
+            source=outcome.source,
+            status=status,
+            reason=reason,
+            webhook_id=outcome.webhook_id,
+            latency_ms=round(seconds * 1000, 3),
+        )
+
+    async def _handle(
+        self, scope: Scope, receive: Receive, outcome: _Outcome
+    ) -> Answer:
+        route = self._routes.match(scope["path"], scope["method"])
+        outcome.route = route.path
+        headers: list[tuple[bytes, bytes]] = scope["headers"]
+
+        client = scope.get("client")
+        source = self._sources.resolve(client[0] if client else None, headers)
+        outcome.source = str(source) if source is not None else None
+        route.allow_list.check(source)
+
+        self._rate_limits.check(route.path, outcome.source or "unknown")
+
+        declared = RequestHeaders.read(headers)
+        route.limits.check_headers(declared)
+        raw = await read_body(receive, route.limits.max_body_bytes)
+        body = route.limits.decode(raw, declared)
+
+        authenticated = route.authenticator.authenticate(body, headers)
+        payload = parse_payload(authenticated.payload)
+
+        key = idempotency_key(route.path, authenticated.webhook_id, headers, body)
+        outcome.webhook_id = key
+        request = HookRequest(route.path, key, body, payload)
+        content_type = (declared.content_type or b"application/json").decode("latin-1")
+
+        if not route.target.sync:
+            return await route.target.dispatch(request, content_type)
+
+        async with self._locks.hold(f"{route.path}\n{key}"):
+            return await self._dispatch_once(route, request, content_type)
+
+    async def _dispatch_once(
+        self, route: Route, request: HookRequest, content_type: str
+    ) -> Answer:
+        stored = await self._store.find_answer(route=route.path, key=request.webhook_id)
+
+        if stored is not None:
+            return Answer(stored.status, stored.body, stored.content_type, "duplicate")
+
+        answer = await route.target.dispatch(request, content_type)
+        first = await self._store.remember_answer(
+            route=route.path,
+            key=request.webhook_id,
+            answer=StoredAnswer(answer.status, answer.body, answer.content_type),
+        )
+
+        if first.body != answer.body or first.status != answer.status:
+            # Another process answered the same key first; its answer stands.
+            return Answer(first.status, first.body, first.content_type, "duplicate")
+
+        return answer
+
+
+async def _send(send: Send, answer: Answer) -> None:
+    headers = [
+        (b"content-type", answer.content_type.encode("latin-1")),
+        (b"content-length", str(len(answer.body)).encode()),
+        (b"cache-control", b"no-store"),
+        *answer.headers,
+    ]
+
+    if answer.status == 204:
+        headers = [
+            h for h in headers if h[0] not in (b"content-type", b"content-length")
+        ]
+
+    await send(
+        {"type": "http.response.start", "status": answer.status, "headers": headers}
+    )
+    await send({"type": "http.response.body", "body": answer.body})
