@@ -94,9 +94,7 @@ def test_concurrent_accepts_share_commits(tmp_path: Path) -> None:
     asyncio.run(scenario())
 
     registry = metrics.registry
-    commits = registry.get_sample_value(
-        "kratos_webhooks_state_commit_batch_size_count"
-    )
+    commits = registry.get_sample_value("kratos_webhooks_state_commit_batch_size_count")
     written = registry.get_sample_value("kratos_webhooks_state_commit_batch_size_sum")
     assert written == 300
     assert commits is not None
@@ -141,7 +139,9 @@ def test_keys_are_scoped_by_route(tmp_path: Path) -> None:
 def test_repeat_in_one_batch_is_stored_once(tmp_path: Path) -> None:
     async def scenario() -> None:
         async with running_store(tmp_path) as store:
-            results = await asyncio.gather(*(accept(store, "msg_same") for _ in range(50)))
+            results = await asyncio.gather(
+                *(accept(store, "msg_same") for _ in range(50))
+            )
             assert results.count(True) == 1
             assert store.depth()["pending"] == 1
 
@@ -181,7 +181,9 @@ def test_expire_drops_old_records_and_deliveries(tmp_path: Path) -> None:
 
             first, second, third = sorted(e.id for e in store.list_events())
             await store.mark_delivered(first, clock())
-            await store.mark_failed(second, error="upstream answered 500", next_attempt_at=None)
+            await store.mark_failed(
+                second, error="upstream answered 500", next_attempt_at=None
+            )
             clock.advance(30)
             assert await store.expire(clock()) == 0
 
@@ -203,8 +205,13 @@ def test_remember_answer_keeps_the_first(tmp_path: Path) -> None:
 
     async def scenario() -> None:
         async with running_store(tmp_path) as store:
-            assert await store.remember_answer(route=ROUTE, key="k", answer=first) == first
-            assert await store.remember_answer(route=ROUTE, key="k", answer=second) == first
+            assert (
+                await store.remember_answer(route=ROUTE, key="k", answer=first) == first
+            )
+            assert (
+                await store.remember_answer(route=ROUTE, key="k", answer=second)
+                == first
+            )
             assert await store.find_answer(route=ROUTE, key="k") == first
             assert store.depth() == {"pending": 0, "delivered": 0, "dead": 0}
 
@@ -220,7 +227,9 @@ def test_failed_and_dead_events_then_redrive(tmp_path: Path) -> None:
                 await accept(store, key)
 
             first, second, third = sorted(e.id for e in store.list_events())
-            await store.mark_failed(first, error="timed out", next_attempt_at=clock() + 5)
+            await store.mark_failed(
+                first, error="timed out", next_attempt_at=clock() + 5
+            )
             await store.mark_failed(second, error="answered 500", next_attempt_at=None)
             await store.mark_failed(third, error="answered 404", next_attempt_at=None)
 
