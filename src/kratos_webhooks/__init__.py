@@ -1,6 +1,6 @@
 """Signed, verified, replay-proof Ory Kratos web hooks.
 
-The package root holds the framework-agnostic core, which imports only the
+The package root contains the framework-agnostic core, which imports only the
 standard library. The receiver, relay, integrations and command line are
 imported by their own module paths.
 """

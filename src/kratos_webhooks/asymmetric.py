@@ -47,7 +47,7 @@ class Ed25519PublicKey:
         Raises:
             ConfigError: the text is not such a key.
         """
-        raw = parse_base64_key(text, prefix=PUBLIC_KEY_PREFIX, what="public key")
+        raw = parse_base64_key(text, prefix=PUBLIC_KEY_PREFIX, subject="public key")
 
         if len(raw) != 32:
             raise ConfigError(f"public key decodes to {len(raw)} bytes; expected 32")
@@ -90,7 +90,7 @@ class Ed25519PrivateKey:
         Raises:
             ConfigError: the text is not such a key, or its public half disagrees.
         """
-        raw = parse_base64_key(text, prefix=PRIVATE_KEY_PREFIX, what="secret key")
+        raw = parse_base64_key(text, prefix=PRIVATE_KEY_PREFIX, subject="secret key")
 
         if len(raw) not in (32, 64):
             raise ConfigError(

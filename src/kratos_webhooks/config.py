@@ -261,7 +261,7 @@ def apply_environment(
         try:
             value = yaml.safe_load(environ[name])
         except yaml.YAMLError:
-            problems.append((".".join(parts), f"{name} is not a valid YAML value"))
+            problems.append((_display(parts), f"{name} is not a valid YAML value"))
             continue
 
         _set_path(result, parts, value, name, problems)
@@ -283,7 +283,7 @@ def _set_path(
         node = _step_into(node, part, following.isdigit())
 
         if node is None:
-            path = ".".join(parts[: depth + 1])
+            path = _display(parts[: depth + 1])
             problems.append((path, f"{variable} addresses a missing list item"))
             return
 
@@ -293,7 +293,7 @@ def _set_path(
         index = int(last) if last.isdigit() else -1
 
         if not 0 <= index <= len(node):
-            problems.append((".".join(parts), f"{variable} addresses a missing item"))
+            problems.append((_display(parts), f"{variable} addresses a missing item"))
             return
 
         if index == len(node):
@@ -304,6 +304,16 @@ def _set_path(
         return
 
     node[last] = value
+
+
+def _display(parts: list[str]) -> str:
+    """Write a key path as the other problems do: `routes[0].upstream`."""
+    text = ""
+
+    for part in parts:
+        text += f"[{part}]" if part.isdigit() else (f".{part}" if text else part)
+
+    return text
 
 
 def _step_into(node: Any, part: str, wants_list: bool) -> Any:

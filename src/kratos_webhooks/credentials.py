@@ -50,7 +50,7 @@ def header_values(headers: Headers, name: str) -> list[str]:
     """Return every value of a header, names compared case-insensitively.
 
     Raises:
-        MalformedCredential: a value holds bytes that are not ASCII.
+        MalformedCredential: a value contains bytes that are not ASCII.
     """
     lowered = name.lower()
 
@@ -84,16 +84,16 @@ def _single_header(headers: Headers, name: str) -> str:
     return values[0]
 
 
-def _require_secrets(values: Sequence[Secret], what: str) -> tuple[Secret, ...]:
+def _require_secrets(values: Sequence[Secret], subject: str) -> tuple[Secret, ...]:
     if isinstance(values, Secret):
         values = (values,)
 
     if not values:
-        raise ConfigError(f"{what} needs at least one active value")
+        raise ConfigError(f"{subject} needs at least one active value")
 
     for value in values:
         if not isinstance(value, Secret):
-            raise TypeError(f"{what} values must be Secret instances")
+            raise TypeError(f"{subject} values must be Secret instances")
 
     return tuple(values)
 

@@ -1,7 +1,7 @@
 """The error tree: every rejection is a `WebhookError`, every misuse a `ConfigError`.
 
-Each rejection class carries the stable reason code and the HTTP status that the
-receiver answers with. Several classes may share a reason code: the class names
+Each rejection class carries the stable reason code and the HTTP status of the
+receiver's response. Several classes may share a reason code: the class names
 what failed precisely, the code is what logs, metrics and clients see.
 """
 
@@ -47,18 +47,17 @@ __all__ = [
 class WebhookError(Exception):
     """Root of every rejection of a request or an answer.
 
-    `code` is the stable reason code and `status` the HTTP status the receiver
-    answers with. The message is short and never contains a secret, a signature
+    `code` is the stable reason code and `status` the HTTP status of the
+    receiver's response. The message is short and never contains a secret, a signature
     or a body, so it is safe to return to the caller and to log.
     """
 
     code: ClassVar[str] = "rejected"
     status: ClassVar[int] = 400
+    default_message: ClassVar[str] = "The request was rejected."
 
     def __init__(self, message: str | None = None) -> None:
         super().__init__(message or self.default_message)
-
-    default_message: ClassVar[str] = "The request was rejected."
 
     @property
     def message(self) -> str:
@@ -167,7 +166,7 @@ class MalformedHeader(VerificationError):
 
 
 class MalformedSignatureHeader(MalformedHeader):
-    """The signature header holds no entry that could be a signature."""
+    """The signature header contains no entry that could be a signature."""
 
 
 class MalformedTimestamp(MalformedHeader):
@@ -261,10 +260,10 @@ class UpstreamUnavailable(UpstreamError):
 class UpstreamTimeout(UpstreamError):
     code = "upstream_timeout"
     status = 504
-    default_message = "The application did not answer in time."
+    default_message = "The application did not respond in time."
 
 
 class InvalidUpstreamAnswer(UpstreamError):
     code = "invalid_upstream_answer"
     status = 502
-    default_message = "The application's answer is not one Kratos accepts."
+    default_message = "The application's response is not one that Kratos accepts."

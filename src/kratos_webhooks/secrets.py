@@ -2,7 +2,7 @@
 
 A `Secret` is loaded from a reference (`env:NAME`, `file:/path` or `literal:...`)
 and never shows its value in a repr or a message. Keys are parsed from secrets
-and refused at load, with a `ConfigError` that says why, when they are unusable.
+and refused at load, with a `ConfigError` that states why, when they are unusable.
 """
 
 from __future__ import annotations
@@ -137,41 +137,41 @@ class Secret:
     __str__ = __repr__
 
 
-def parse_base64_key(text: str, *, prefix: str, what: str) -> bytes:
+def parse_base64_key(text: str, *, prefix: str, subject: str) -> bytes:
     """Decode a `prefix` + base64 key, tolerating a missing prefix or padding.
 
     Raises:
         ConfigError: the key is empty, pasted with a signature's `v1,` prefix,
-            holds characters outside standard base64, or is too short.
+            contains characters outside standard base64, or is too short.
     """
     if not text:
-        raise ConfigError(f"{what} is empty")
+        raise ConfigError(f"{subject} is empty")
 
     if text.startswith(("v1,", "v1a,")):
         raise ConfigError(
-            f"{what} starts with a signature version ('v1,'): "
+            f"{subject} starts with a signature version ('v1,'): "
             "that is a signature, not a secret"
         )
 
     body = text.removeprefix(prefix)
 
     if not body:
-        raise ConfigError(f"{what} is empty after the {prefix!r} prefix")
+        raise ConfigError(f"{subject} is empty after the {prefix!r} prefix")
 
     if not _BASE64_BODY.fullmatch(body):
         raise ConfigError(
-            f"{what} contains characters outside standard base64 (A-Z a-z 0-9 + /)"
+            f"{subject} contains characters outside standard base64 (A-Z a-z 0-9 + /)"
         )
 
     unpadded = body.rstrip("=")
 
     if len(unpadded) % 4 == 1:
-        raise ConfigError(f"{what} is not valid base64: its length is impossible")
+        raise ConfigError(f"{subject} is not valid base64: its length is impossible")
 
     try:
         key = base64.b64decode(unpadded + "=" * (-len(unpadded) % 4), validate=True)
     except binascii.Error as exc:
-        raise ConfigError(f"{what} is not valid base64") from exc
+        raise ConfigError(f"{subject} is not valid base64") from exc
 
     return key
 
@@ -191,12 +191,12 @@ class HmacKey:
             ConfigError: see `parse_base64_key`; also when the key has fewer than
                 16 bytes.
         """
-        what = f"secret {label}" if label != "literal" else "secret"
-        key = parse_base64_key(text, prefix=HMAC_KEY_PREFIX, what=what)
+        subject = f"secret {label}" if label != "literal" else "secret"
+        key = parse_base64_key(text, prefix=HMAC_KEY_PREFIX, subject=subject)
 
         if len(key) < MIN_KEY_BYTES:
             raise ConfigError(
-                f"{what} decodes to {len(key)} bytes; at least {MIN_KEY_BYTES} "
+                f"{subject} decodes to {len(key)} bytes; at least {MIN_KEY_BYTES} "
                 "are needed (make one with: kratos-webhooks secret new)"
             )
 
@@ -232,7 +232,7 @@ class KeySet:
 
         for key in self.keys:
             if not isinstance(key, HmacKey):
-                raise TypeError("a KeySet holds HmacKey values")
+                raise TypeError("a KeySet contains only HmacKey values")
 
     @classmethod
     def of(cls, *keys: HmacKey | str) -> KeySet:

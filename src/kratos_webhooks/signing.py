@@ -68,7 +68,7 @@ Clock = Callable[[], float]
 
 
 class Delivery(NamedTuple):
-    """What a verification established: the message id and its signed timestamp."""
+    """The result of a verification: the message id and its signed timestamp."""
 
     msg_id: str
     timestamp: int

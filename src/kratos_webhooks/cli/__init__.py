@@ -10,6 +10,7 @@ import click
 
 from .. import __version__
 from .config import config_group
+from .demo import demo
 from .secret import secret
 from .serve import serve
 from .signing import sign, verify
@@ -28,3 +29,4 @@ main.add_command(verify)
 main.add_command(secret)
 main.add_command(config_group)
 main.add_command(serve)
+main.add_command(demo)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Coroutine
+from typing import Any
 
 import click
 
@@ -42,14 +44,15 @@ def serve(config_file: str) -> None:
     receiver = Receiver(config)
 
     try:
-        _run(receiver.run())
+        run_loop(receiver.run())
     except (StartError, ConfigError) as exc:
         click.echo(f"cannot start the receiver: {exc}", err=True)
         raise SystemExit(EXIT_START_FAILED) from exc
 
 
-def _run(main: object) -> None:
+def run_loop(main: Coroutine[Any, Any, None]) -> None:
+    """Run a coroutine on a uvloop event loop."""
     import uvloop
 
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        runner.run(main)  # type: ignore[arg-type]
+        runner.run(main)

@@ -63,5 +63,6 @@ def internal_error_answer() -> Answer:
 
 def accepted_answer(webhook_id: str) -> Answer:
     """Return the 202 that an async route sends once the event is stored."""
-    body = json.dumps({"accepted": True, "webhook_id": webhook_id}).encode()
+    quoted = json.dumps(webhook_id).encode()
+    body = b'{"accepted":true,"webhook_id":' + quoted + b"}"
     return Answer(status=202, body=body, reason="accepted")

@@ -79,7 +79,9 @@ class RetryPolicy:
         if not self.max_backoff >= self.initial_backoff:
             raise ConfigError("delivery max_backoff must be at least initial_backoff")
 
-        if self.jitter != "full" and not 0 <= self.jitter <= 1:
+        if self.jitter != "full" and not (
+            isinstance(self.jitter, int | float) and 0 <= self.jitter <= 1
+        ):
             raise ConfigError('delivery jitter must be between 0 and 1, or "full"')
 
     def backoff(self, failures: int, rng: random.Random) -> float:
@@ -194,9 +196,9 @@ class DeliveryWorker:
     async def stop(self, *, grace: float | None = None) -> None:
         """Stop taking events and let attempts in flight finish, for `grace` seconds.
 
-        `grace` defaults to the longest per-attempt timeout. An attempt still
-        running after it is cancelled; its event stays pending and is delivered
-        again after a restart, with the same webhook-id.
+        `grace` defaults to the longest per-attempt timeout plus one second. An
+        attempt still running after it is cancelled; its event stays pending and
+        is delivered again after a restart, with the same webhook-id.
         """
         if self._loop_task is None or self._stopping:
             return
@@ -206,12 +208,14 @@ class DeliveryWorker:
         await self._loop_task
 
         if grace is None:
-            grace = max((t.timeout for t in self._targets.values()), default=0.0)
+            # One second past the longest timeout leaves time to record results.
+            longest = max((t.timeout for t in self._targets.values()), default=0.0)
+            grace = longest + 1.0
 
         in_flight = list(self._in_flight.values())
 
         if in_flight:
-            _, still_running = await asyncio.wait(in_flight, timeout=grace + 1.0)
+            _, still_running = await asyncio.wait(in_flight, timeout=grace)
 
             for task in still_running:
                 task.cancel()

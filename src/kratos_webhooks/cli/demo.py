@@ -1,0 +1,225 @@
+"""`kratos-webhooks demo`: the receiver on embedded defaults, with nothing to install.
+
+It makes a certificate, secrets and SQLite state under one directory, starts
+the example application and the receiver on loopback, and prints a signed
+request that is accepted and one that is refused.
+"""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import os
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Final
+
+import click
+import yaml
+
+from ..config import parse_config
+from ..errors import ConfigError
+from ..secrets import HmacKey
+from ..signing import Signer
+from .options import EXIT_START_FAILED, ConfigProblem
+
+# Each Kratos hook point; sync where Kratos reads the answer (it can interrupt
+# the flow or change the identity), async where only delivery matters.
+HOOK_POINTS: Final = (
+    ("registration", "before", "sync"),
+    ("registration", "after", "sync"),
+    ("login", "before", "sync"),
+    ("login", "after", "sync"),
+    ("settings", "before", "sync"),
+    ("settings", "after", "sync"),
+    ("recovery", "before", "sync"),
+    ("recovery", "after", "async"),
+    ("verification", "before", "sync"),
+    ("verification", "after", "async"),
+)
+EXAMPLE_APP: Final = Path(__file__).resolve().parents[3] / "examples" / "app.py"
+DEMO_BODY: Final = (
+    b'{\n   "flow": {\n      "id": "3f2c1b0a-9d8e-4f7a-8b6c-5d4e3f2a1b0c",\n'
+    b'      "type": "browser"\n   },\n   "identity": {\n      "traits": {\n'
+    b'         "email": "alex.sample@example.com"\n      }\n   }\n}\n'
+)
+
+
+def demo_config(
+    directory: Path, *, port: int, admin_port: int, app_port: int
+) -> dict[str, Any]:
+    """Return the demo's configuration, with every file under `directory`."""
+    routes = [
+        {
+            "path": f"/hooks/{flow}/{when}",
+            "verify": {
+                "scheme": "standard-webhooks",
+                "secrets": [f"file:{directory / 'kratos-secret'}"],
+            },
+            "mode": mode,
+            "upstream": f"http://127.0.0.1:{app_port}/kratos/{flow}/{when}",
+            "upstream_secrets": [f"file:{directory / 'upstream-secret'}"],
+        }
+        for flow, when, mode in HOOK_POINTS
+    ]
+    return {
+        "server": {
+            "listen": f"127.0.0.1:{port}",
+            "tls": {
+                "cert_file": str(directory / "tls.crt"),
+                "key_file": str(directory / "tls.key"),
+            },
+        },
+        "admin": {"listen": f"127.0.0.1:{admin_port}"},
+        "storage": f"sqlite://{(directory / 'state.db').as_posix()}",
+        "routes": routes,
+    }
+
+
+def make_certificate(directory: Path) -> None:
+    """Write a self-signed certificate and key for 127.0.0.1 and localhost."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.datetime.now(datetime.UTC)
+    names = [
+        x509.DNSName("localhost"),
+        x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+    ]
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=30))
+        .add_extension(x509.SubjectAlternativeName(names), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    (directory / "tls.crt").write_bytes(
+        certificate.public_bytes(serialization.Encoding.PEM)
+    )
+    _write_private(
+        directory / "tls.key",
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        ),
+    )
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+
+    with os.fdopen(descriptor, "wb") as stream:
+        stream.write(data)
+
+
+def prepare(directory: Path, *, port: int, admin_port: int, app_port: int) -> Path:
+    """Create the directory, certificate, secrets, sample body and configuration."""
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+
+    if not (directory / "tls.crt").exists():
+        make_certificate(directory)
+
+    for name in ("kratos-secret", "upstream-secret"):
+        if not (directory / name).exists():
+            _write_private(directory / name, HmacKey.generate().encode().encode())
+
+    (directory / "body.json").write_bytes(DEMO_BODY)
+    config = demo_config(directory, port=port, admin_port=admin_port, app_port=app_port)
+    config_file = directory / "receiver.yaml"
+    config_file.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+    return config_file
+
+
+def curl_commands(directory: Path, port: int) -> tuple[str, str]:
+    """Return a curl command that is accepted and one that is refused."""
+    key = HmacKey.parse((directory / "kratos-secret").read_text().strip())
+    headers = Signer(key).sign(DEMO_BODY)
+    url = f"https://127.0.0.1:{port}/hooks/registration/after"
+    base = [
+        "curl", "-sS", "-w", " HTTP %{http_code}\n", "--cacert", str(directory / "tls.crt"), url,
+        "-H", "content-type: application/json",
+        "--data-binary", f"@{directory / 'body.json'}",
+    ]  # fmt: skip
+    signed = [*base]
+
+    for name, value in headers.items():
+        signed += ["-H", f"{name}: {value}"]
+
+    forged = [*base, "-H", f"webhook-id: {headers['webhook-id']}x"]
+    forged += ["-H", f"webhook-timestamp: {headers['webhook-timestamp']}"]
+    forged += ["-H", f"webhook-signature: {headers['webhook-signature']}"]
+    return shlex.join(signed), shlex.join(forged)
+
+
+@click.command("demo")
+@click.option(
+    "--directory",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("examples/.state"),
+    show_default=True,
+    help="Directory for the certificate, secrets, configuration and SQLite state.",
+)
+@click.option(
+    "--port", default=8443, show_default=True, help="HTTPS port of the receiver."
+)
+@click.option("--admin-port", default=9464, show_default=True, help="Port of /metrics.")
+@click.option(
+    "--app-port", default=8000, show_default=True, help="Port of the example app."
+)
+def demo(directory: Path, port: int, admin_port: int, app_port: int) -> None:
+    """Run the receiver and the example application on loopback until Ctrl-C."""
+    directory = directory.resolve()
+    config_file = prepare(
+        directory, port=port, admin_port=admin_port, app_port=app_port
+    )
+
+    try:
+        config = parse_config(yaml.safe_load(config_file.read_text()))
+    except ConfigError as exc:
+        raise ConfigProblem.from_error(exc) from exc
+
+    if not EXAMPLE_APP.is_file():
+        click.echo("the example app (examples/app.py) is missing: run from a checkout")
+        raise SystemExit(EXIT_START_FAILED)
+
+    app = subprocess.Popen(  # noqa: S603 - our own interpreter and script
+        [
+            sys.executable, str(EXAMPLE_APP), "--port", str(app_port),
+            "--secret-file", str(directory / "upstream-secret"),
+        ]
+    )  # fmt: skip
+    accepted, refused = curl_commands(directory, port)
+    click.echo(f"configuration: {config_file}")
+    click.echo(f"\nA signed request, accepted (valid for 5 minutes):\n{accepted}")
+    click.echo(f"\nThe same signature with another webhook-id, refused:\n{refused}\n")
+    click.echo(
+        "Fresh headers for any body: kratos-webhooks sign --secret-file "
+        f"{directory / 'kratos-secret'} --body-file {directory / 'body.json'}\n"
+    )
+
+    from ..observability.logging import configure_logging
+    from ..receiver.server import Receiver, StartError
+    from .serve import run_loop
+
+    configure_logging(config.logging.level)
+
+    try:
+        run_loop(Receiver(config).run())
+    except (StartError, ConfigError) as exc:
+        click.echo(f"cannot start the receiver: {exc}", err=True)
+        raise SystemExit(EXIT_START_FAILED) from exc
+    finally:
+        app.terminate()
+        app.wait(10)

@@ -1,0 +1,99 @@
+"""`config check` and `serve` exit codes, with CliRunner and a real process."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+from click.testing import CliRunner
+
+from kratos_webhooks.cli import main
+from kratos_webhooks.secrets import HmacKey
+
+from ..receiver.harness import base_config, make_certificates, serve_command
+
+
+def _config(tmp_path: Path) -> dict[str, object]:
+    config = base_config(tmp_path, make_certificates(tmp_path))
+    config["routes"] = [
+        {
+            "path": "/hooks/login/after",
+            "verify": {
+                "scheme": "standard-webhooks",
+                "secrets": ["literal:" + HmacKey.generate().encode()],
+            },
+            "mode": "sync",
+            "upstream": "http://127.0.0.1:9/hook",
+        }
+    ]
+    return config
+
+
+def test_config_check_valid(tmp_path: Path) -> None:
+    path = tmp_path / "ok.yaml"
+    path.write_text(yaml.safe_dump(_config(tmp_path)))
+    result = CliRunner().invoke(main, ["config", "check", str(path)])
+
+    assert result.exit_code == 0, result.output
+    assert "ok, 1 route(s)" in result.output
+    assert "warning: routes[0].verify.secrets[0]: literal secret" in result.output
+
+
+def test_config_check_lists_every_problem(tmp_path: Path) -> None:
+    config = _config(tmp_path)
+    config["routes"][0]["timeout"] = 40  # type: ignore[index]
+    config["admin"] = {"listen": "nowhere"}
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(config))
+    result = CliRunner().invoke(main, ["config", "check", str(path)])
+
+    assert result.exit_code == 2
+    assert "routes[0].timeout: must be above 0 and at most 25" in result.output
+    assert "admin.listen: expected host:port" in result.output
+
+
+def test_serve_invalid_config_exits_2(tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text("routes: 5\n")
+    result = subprocess.run(
+        serve_command(path), capture_output=True, timeout=60, check=False
+    )
+
+    assert result.returncode == 2
+    assert b"routes" in result.stderr
+
+
+def test_serve_busy_port_exits_3(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        config = _config(tmp_path)
+        port = busy.getsockname()[1]
+        config["server"]["listen"] = f"127.0.0.1:{port}"  # type: ignore[index]
+        path = tmp_path / "busy.yaml"
+        path.write_text(yaml.safe_dump(config))
+        result = subprocess.run(
+            serve_command(path), capture_output=True, timeout=60, check=False
+        )
+
+    assert result.returncode == 3
+    assert b"cannot listen" in result.stderr
+
+
+def test_serve_bad_certificate_exits_3(tmp_path: Path) -> None:
+    config = _config(tmp_path)
+    Path(config["server"]["tls"]["cert_file"]).write_text("not a certificate")  # type: ignore[index]
+    path = tmp_path / "cert.yaml"
+    path.write_text(yaml.safe_dump(config))
+    result = subprocess.run(
+        [sys.executable, *serve_command(path)[1:]],
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert result.returncode == 3
+    assert b"cannot start" in result.stderr

@@ -1,0 +1,191 @@
+"""The configuration: every problem at once with its key path, overrides, secrets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from kratos_webhooks.config import Config, load_config, parse_config
+from kratos_webhooks.errors import ConfigError
+from kratos_webhooks.secrets import HmacKey
+
+EXAMPLES = Path(__file__).parent.parent / "examples"
+
+
+@pytest.fixture
+def tls_files(tmp_path: Path) -> dict[str, str]:
+    cert, key = tmp_path / "tls.crt", tmp_path / "tls.key"
+    cert.write_text("cert")
+    key.write_text("key")
+    return {"cert_file": str(cert), "key_file": str(key)}
+
+
+def document(tls_files: dict[str, str], **route: Any) -> dict[str, Any]:
+    return {
+        "server": {"tls": tls_files},
+        "routes": [
+            {
+                "path": "/hooks/registration/after",
+                "verify": {
+                    "scheme": "standard-webhooks",
+                    "secrets": ["literal:" + HmacKey.generate().encode()],
+                },
+                "mode": "sync",
+                "upstream": "http://127.0.0.1:8000/hook",
+                **route,
+            }
+        ],
+    }
+
+
+def problems_of(raw: Any, environ: dict[str, str] | None = None) -> dict[str, str]:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(raw, environ=environ or {})
+
+    return dict(caught.value.problems)
+
+
+def test_valid_config_has_defaults(tls_files: dict[str, str]) -> None:
+    config = parse_config(document(tls_files), environ={})
+
+    assert isinstance(config, Config)
+    assert config.server.listen == "0.0.0.0:8443"
+    assert config.server.tls.min_version == "1.2"
+    assert config.server.limits.header_timeout == 5.0
+    assert config.admin.listen == "127.0.0.1:9464"
+    assert config.idempotency_window == 86400.0
+    assert config.routes[0].timeout == 10.0
+    assert config.routes[0].methods == ("POST",)
+
+
+def test_literal_secret_flagged(tls_files: dict[str, str]) -> None:
+    config = parse_config(document(tls_files), environ={})
+
+    assert [path for path, _ in config.warnings] == ["routes[0].verify.secrets[0]"]
+
+
+def test_config_is_frozen(tls_files: dict[str, str]) -> None:
+    config = parse_config(document(tls_files), environ={})
+
+    with pytest.raises(AttributeError):
+        config.storage = "elsewhere"  # type: ignore[misc]
+
+
+def test_every_problem_reported_at_once(tls_files: dict[str, str]) -> None:
+    raw = document(tls_files, timeout=30, mode="later", rate_limit="lots")
+    raw["server"]["limits"] = {"header_timeout": "slow", "max_connections": 0}
+    raw["server"]["trusted_proxies"] = ["10.0.0.0/33"]
+    raw["server"]["tls"]["min_version"] = "1.1"
+    raw["unknown"] = 1
+    problems = problems_of(raw)
+
+    assert set(problems) == {
+        "routes[0].mode",
+        "server.limits.header_timeout",
+        "server.tls.min_version",
+        "unknown",
+    }
+
+
+SEMANTIC_CASES = [
+    ({"timeout": 26}, "routes[0].timeout", "at most 25"),
+    ({"timeout": 0}, "routes[0].timeout", "above 0"),
+    ({"rate_limit": "lots"}, "routes[0].rate_limit", "not a rate"),
+    ({"allow_from": ["10.0.0.0/33"]}, "routes[0].allow_from[0]", "CIDR"),
+    ({"methods": ["post"]}, "routes[0].methods[0]", "upper-case"),
+    ({"upstream": "ftp://x/"}, "routes[0].upstream", "http://"),
+    ({"handler": "os:getcwd"}, "routes[0]", "exactly one"),
+    ({"mode": "async"}, "routes[0].upstream_secrets", "add a secret"),
+    ({"max_inflated_bytes": 10}, "routes[0].max_inflated_bytes", "gzip"),
+    ({"verify": {"scheme": "kratos-api-key", "secrets": ["literal:k"]}},
+     "routes[0].verify.name", "name"),
+    ({"verify": {"scheme": "kratos-basic", "secrets": ["literal:nocolon"]}},
+     "routes[0].verify.secrets[0]", "user:password"),
+    ({"verify": {"scheme": "standard-webhooks", "secrets": ["literal:c2hvcnQ="]}},
+     "routes[0].verify.secrets[0]", "bytes"),
+    ({"verify": {"scheme": "standard-webhooks", "secrets": ["env:UNSET_FOR_TEST"]}},
+     "routes[0].verify.secrets[0]", "not set"),
+    ({"verify": {"scheme": "hmac", "secrets": []}}, "routes[0].verify.scheme", "one of"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("route", "path", "fragment"), SEMANTIC_CASES)
+def test_semantic_problem_has_key_path(
+    tls_files: dict[str, str], route: dict[str, Any], path: str, fragment: str
+) -> None:
+    problems = problems_of(document(tls_files, **route))
+
+    assert path in problems, problems
+    assert fragment in problems[path]
+
+
+def test_missing_tls_files_reported(tmp_path: Path) -> None:
+    missing = {"cert_file": str(tmp_path / "no.crt"), "key_file": str(tmp_path / "no")}
+    problems = problems_of(document(missing))
+
+    assert "server.tls.cert_file" in problems
+    assert "server.tls.key_file" in problems
+
+
+def test_duplicate_route_paths(tls_files: dict[str, str]) -> None:
+    raw = document(tls_files)
+    raw["routes"].append(dict(raw["routes"][0]))
+
+    assert "routes[1].path" in problems_of(raw)
+
+
+def test_environment_overrides_nested_keys(tls_files: dict[str, str]) -> None:
+    environ = {
+        "KRATOS_WEBHOOKS_SERVER__LIMITS__MAX_BODY_BYTES": "2048",
+        "KRATOS_WEBHOOKS_ROUTES__0__TIMEOUT": "3.5",
+        "KRATOS_WEBHOOKS_ROUTES__0__ALLOW_FROM": "[10.0.0.0/8, 192.168.0.0/16]",
+        "KRATOS_WEBHOOKS_SERVER__RATE_LIMIT__GLOBAL": "50/second",
+        "KRATOS_WEBHOOKS_SECRET": "a secret, not an override",
+    }
+    config = parse_config(document(tls_files), environ=environ)
+
+    assert config.server.limits.max_body_bytes == 2048
+    assert config.routes[0].timeout == 3.5
+    assert config.routes[0].allow_from == ("10.0.0.0/8", "192.168.0.0/16")
+    assert config.server.rate_limit.global_ == "50/second"
+
+
+def test_environment_override_reported_with_path(tls_files: dict[str, str]) -> None:
+    environ = {
+        "KRATOS_WEBHOOKS_ROUTES__0__TIMEOUT": "99",
+        "KRATOS_WEBHOOKS_ROUTES__5__PATH": "/x",
+    }
+    problems = problems_of(document(tls_files), environ)
+
+    assert "routes[0].timeout" in problems
+    assert "routes[5]" in problems
+
+
+def test_load_config_reports_yaml_errors(tmp_path: Path) -> None:
+    path = tmp_path / "broken.yaml"
+    path.write_text("server: [unclosed\n")
+
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, environ={})
+
+    assert "line" in caught.value.problems[0][1]
+
+
+def test_load_config_reports_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_config(tmp_path / "absent.yaml", environ={})
+
+
+def test_example_matches_demo_config() -> None:
+    from kratos_webhooks.cli.demo import demo_config
+
+    example = yaml.safe_load((EXAMPLES / "receiver.yaml").read_text())
+    made = demo_config(
+        Path("examples/.state"), port=8443, admin_port=9464, app_port=8000
+    )
+
+    assert example == made
+    assert len(example["routes"]) == 10
