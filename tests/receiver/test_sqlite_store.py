@@ -14,6 +14,7 @@ from kratos_webhooks.receiver.state import (
     DEFAULT_IDEMPOTENCY_WINDOW,
     StateStore,
     StorageError,
+    StorageNotFound,
     StoredAnswer,
 )
 
@@ -316,10 +317,10 @@ def test_close_commits_pending_writes(tmp_path: Path) -> None:
 def test_reading_missing_database_creates_nothing(tmp_path: Path) -> None:
     store = StateStore.open(f"sqlite://{tmp_path / 'absent.db'}")
 
-    with pytest.raises(StorageError, match="cannot open"):
+    with pytest.raises(StorageNotFound, match="no state database"):
         store.list_events()
 
-    with pytest.raises(StorageError, match="cannot open"):
+    with pytest.raises(StorageNotFound, match="no state database"):
         store.redrive(None)
 
     assert not (tmp_path / "absent.db").exists()

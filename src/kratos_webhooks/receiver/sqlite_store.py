@@ -26,6 +26,7 @@ from .state import (
     Clock,
     StateStore,
     StorageError,
+    StorageNotFound,
     StoredAnswer,
 )
 from .writer import BatchWriter, WriterClosed
@@ -387,6 +388,9 @@ class SqliteStateStore(StateStore):
         else:
             # mode=rw: reading a database that does not exist is an error, not
             # a reason to make an empty one.
+            if not Path(self.path).is_file():
+                raise StorageNotFound(f"no state database at {self.path}")
+
             uri = "file:" + quote(self.path) + "?mode=rw"
             connection = sqlite3.connect(
                 uri,

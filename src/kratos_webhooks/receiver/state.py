@@ -23,6 +23,7 @@ __all__ = [
     "DEFAULT_IDEMPOTENCY_WINDOW",
     "StateStore",
     "StorageError",
+    "StorageNotFound",
     "StoredAnswer",
 ]
 
@@ -39,6 +40,10 @@ class StorageError(Exception):
     The receiver answers 503 while this lasts, because nothing may be accepted
     that is not durably stored.
     """
+
+
+class StorageNotFound(StorageError):
+    """The state database does not exist, and the caller may not create it."""
 
 
 @dataclass(frozen=True, slots=True)
