@@ -48,7 +48,7 @@ def storage_options(func: F) -> F:
         "--config",
         "config_file",
         type=click.Path(dir_okay=False),
-        help=f"Receiver configuration file whose storage key names the state"
+        help=f"Receiver or relay configuration file whose storage key names the state"
         f" database; {STORAGE_ENV} overrides that key.",
     )(func)
     return func
