@@ -2,7 +2,7 @@
 
 Run: python benchmarks/relay.py [--requests N]
 
-Three processes run on loopback: a bare uvicorn application that answers `{}`,
+Three processes run on loopback: a bare uvicorn application that returns `{}`,
 `kratos-webhooks serve` with a sync Standard Webhooks route forwarding to it
 over HTTP, and `kratos-webhooks relay` with a sync route forwarding to the
 receiver over HTTPS. One client, on one keep-alive connection per path, sends
@@ -19,14 +19,12 @@ Exits 1 when the p50 difference is above 1 ms.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from pathlib import Path
@@ -76,34 +74,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-def start(
-    command: list[str], env: dict[str, str], ready: str
-) -> subprocess.Popen[bytes]:
-    """Start a process and wait until a JSON log line has the event `ready`."""
-    process = subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env
-    )
-    started = threading.Event()
-
-    def read() -> None:
-        assert process.stdout is not None
-
-        for raw in process.stdout:
-            try:
-                if json.loads(raw).get("event") == ready:
-                    started.set()
-            except ValueError:
-                continue
-
-    threading.Thread(target=read, daemon=True).start()
-
-    if not started.wait(START_SECONDS):
-        process.kill()
-        raise SystemExit(f"{command[3:5]} did not start")
-
-    return process
 
 
 def wait_for_port(port: int) -> None:
@@ -173,7 +143,7 @@ def measure(
     elapsed = time.perf_counter() - started
 
     if response.status_code != 200:
-        raise SystemExit(f"{url} answered {response.status_code}: {response.text}")
+        raise SystemExit(f"{url} responded {response.status_code}: {response.text}")
 
     return elapsed * 1000
 
@@ -215,7 +185,8 @@ def run(requests: int, warmup: int) -> dict[str, Any]:
                 )
             )
             wait_for_port(ports["upstream"])
-            # The services log at warning, so readiness is the port answering.
+            # The services log at warning, so a port that accepts connections is
+            # the sign that a service is ready.
             for arguments, port in (
                 (["serve", "--config", str(receiver_file)], ports["receiver"]),
                 (["relay", "--config", str(relay_file)], ports["relay"]),

@@ -77,7 +77,7 @@ class Recorded:
 
 @dataclass
 class RecordingApp:
-    """An ASGI app that records each request and answers with a scripted reply."""
+    """An ASGI app that records each request and responds with a scripted reply."""
 
     status: int = 200
     body: bytes = b"{}"

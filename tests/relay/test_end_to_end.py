@@ -207,7 +207,7 @@ def test_interrupt_passes_unchanged(chain: Chain) -> None:
     ("key", "reason"),
     [("wrong-" + KRATOS_KEY, "credential_mismatch"), (None, "missing_header")],
 )
-def test_bad_credential_refused_at_relay(
+def test_bad_credential_rejected_at_relay(
     chain: Chain, key: str | None, reason: str
 ) -> None:
     body = SAMPLES[0].read_bytes()
@@ -353,8 +353,8 @@ def test_mutual_tls_to_receiver(tmp_path: Path) -> None:
                 headers = kratos_headers(
                     body, str(uuid.uuid4()), {KEY_HEADER: KRATOS_KEY}
                 )
-                refused = httpx.post(relay.url(SYNC), content=body, headers=headers)
+                rejected = httpx.post(relay.url(SYNC), content=body, headers=headers)
 
     assert accepted.status_code == 200
-    assert refused.status_code == 502
+    assert rejected.status_code == 502
     assert len(upstream.requests_to("/app" + SYNC)) == 1

@@ -53,7 +53,7 @@ MAC_TEMPLATE_FILE: Final = "webhook-mac.jsonnet"
 
 @dataclass(frozen=True, slots=True)
 class Deployment:
-    """What `kratos-config` writes files for; `*_env` name secret variables."""
+    """The hook points, URLs and secret variable names (`*_env`) of one deployment."""
 
     hooks: Sequence[HookPoint]
     receiver_url: str

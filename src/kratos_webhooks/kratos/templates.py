@@ -9,7 +9,7 @@ MAC is SHA3-512 over the secret followed by the payload string.
 
 Jsonnet in Kratos cannot read the environment or import files, so the MAC
 secret must be written into the template itself. The template produced here
-holds a `${NAME}` placeholder instead, which the operator fills at deploy time
+contains a `${NAME}` placeholder instead, which the operator fills at deploy time
 (with `envsubst`, for instance) into a file only Kratos can read.
 """
 
@@ -110,7 +110,7 @@ def parse_hook_point(text: str) -> HookPoint:
     """Parse `FLOW.STAGE[.METHOD][:MODE]`, such as `registration.after.password:sync`.
 
     The mode defaults to `sync` for `before` hooks and for registration and
-    settings `after` hooks, whose answers Kratos can apply, and to `async`
+    settings `after` hooks, whose responses Kratos can apply, and to `async`
     otherwise.
 
     Raises:

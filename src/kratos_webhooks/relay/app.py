@@ -4,7 +4,7 @@ Each request goes through: route and method (404, 405), declared size and
 content type (413, 415), Kratos' credential (401), the body read within the
 limit, the `webhook-id`, then the route's mode. A sync route returns the
 receiver's status and body unchanged (502 when it cannot be reached, 504 when
-it is too slow). An async route answers 202 only once the event is committed
+it is too slow). An async route responds 202 only once the event is committed
 to the outbox. Every failure is a `{"error": {"code", "message"}}` answer, and
 an unexpected exception is answered 503, never 500.
 """

@@ -77,7 +77,7 @@ _TOKEN: Final = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 
 @dataclass(frozen=True, slots=True)
 class ListenerConfig:
-    """Where Kratos calls the relay: loopback and plain HTTP unless TLS is set."""
+    """The listener Kratos calls: loopback and plain HTTP unless TLS is set."""
 
     listen: str = DEFAULT_LISTEN
     tls: TlsConfig | None = None
@@ -86,7 +86,7 @@ class ListenerConfig:
 
 @dataclass(frozen=True, slots=True)
 class OutboundConfig:
-    """How the relay reaches receivers: TLS trust, client certificate, guard.
+    """Outbound settings toward receivers: TLS trust, client certificate, guard.
 
     `ca_file` replaces the system roots. Private and loopback targets are
     rejected unless allowed here; link-local and metadata addresses always are.
