@@ -152,7 +152,8 @@ class RouteConfig:
     max_inflated_bytes: int | None = None
     timeout: float = DEFAULT_SYNC_TIMEOUT
     delivery: DeliveryConfig = field(default_factory=DeliveryConfig)
-    # What the body is; None means `kratos` when `hook` is set, else `json`.
+    # What the body is; None means `kratos` on a route with a hook or a
+    # handler, else `json`.
     payload: PayloadKind | None = None
     hook: HookPoint | None = None
     traits_schema: str | None = None
@@ -165,7 +166,10 @@ class RouteConfig:
         if self.payload is not None:
             return self.payload
 
-        return "json" if self.hook is None else "kratos"
+        if self.hook is None and self.handler is None:
+            return "json"
+
+        return "kratos"
 
 
 @dataclass(frozen=True, slots=True)

@@ -75,9 +75,7 @@ def build_route(
         limits=limits,
         authenticator=authenticator,
         parser=parser,
-        target=_build_target(
-            route, handler, store=store, worker=worker, client=client
-        ),
+        target=_build_target(route, handler, store=store, worker=worker, client=client),
         redactor=redactor,
     )
 
@@ -92,14 +90,13 @@ def build_parser(route: RouteConfig, handler: Handler | None = None) -> PayloadP
         ConfigError: the traits schema cannot be loaded.
     """
     hook = route.hook or (handler.hook if handler is not None else None)
-    kind = route.payload or ("json" if hook is None else "kratos")
     schema = None
 
     if route.traits_schema is not None:
         schema = load_traits_schema(route.traits_schema)
 
     return PayloadParser(
-        kind,
+        route.payload_kind,
         hook=hook,
         keep_document=handler is not None or route.forward_redacted,
         traits_schema=schema,

@@ -24,7 +24,6 @@ from ..errors import (
 )
 from ..hooks import Handler, HookEvent
 from ..kratos.answers import InvalidAnswer, InvalidAnswerType
-from ..kratos.models import decode_context
 from ..signing import Signer
 from .answers import JSON, Answer, accepted_answer
 from .delivery import DeliveryWorker
@@ -187,15 +186,10 @@ def _handler_payload(handler: Handler, payload: Payload) -> Any:
     wanted = handler.payload_type
     document = payload.document
 
+    # With no payload type of its own, a handler gets what the route parsed:
+    # the Kratos model, or the plain document of a json or form route.
     if wanted is None:
-        if payload.form:
-            return document
-
-        if payload.context is not None:
-            return payload.context
-
-        assert document is not None  # handler routes keep the document
-        return decode_context(document, handler.hook)
+        return payload.context if payload.context is not None else document
 
     if wanted in (dict, Any, object):
         return document

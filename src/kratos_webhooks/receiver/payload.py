@@ -131,9 +131,18 @@ class PayloadParser:
         return Payload(data, document, context)
 
     def _decode_model(self, data: bytes) -> KratosContext:
+        # The typed decoder skips the keys the model lacks without checking
+        # their UTF-8, and stops at the first mismatch before the end of the
+        # text, so both checks are made here to keep 400 apart from 422.
+        try:
+            str(data, "utf-8")
+        except UnicodeDecodeError as exc:
+            raise InvalidJson() from exc
+
         try:
             context: KratosContext = self._model_decoder.decode(data)
         except msgspec.ValidationError as exc:
+            _decode_object(data)
             raise InvalidPayload(f"The body is not a Kratos payload: {exc}") from exc
         except msgspec.DecodeError as exc:
             raise InvalidJson() from exc
