@@ -55,7 +55,7 @@ def update_on_before(event: HookEvent[Any]) -> UpdateIdentity:
 
 def failing(event: HookEvent[Any]) -> None:
     """Fails with a message that quotes the payload, as careless code does."""
-    raise RuntimeError(f"cannot handle {event.body[:40]!r}")
+    raise RuntimeError(f"cannot handle {event.body.decode()}")
 
 
 def slow(event: HookEvent[Any]) -> None:
