@@ -233,7 +233,8 @@ def test_payload_key_problems(tls_files: dict[str, str], tmp_path: Path) -> None
     messages = [f"{path}: {message}" for path, message in caught.value.problems]
 
     assert messages == [
-        "routes[0].traits_schema: needs a Kratos payload: set payload: kratos or a hook",
+        "routes[0].traits_schema: needs a Kratos payload: "
+        "set payload: kratos or a hook",
         f"routes[0].traits_schema: the traits schema {bad_schema} is not a valid "
         "JSON Schema: 5 is not valid under any of the given schemas",
         f"routes[1].traits_schema: cannot read the traits schema "
