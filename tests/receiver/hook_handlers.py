@@ -11,6 +11,8 @@ import asyncio
 import time
 from typing import Any
 
+import msgspec
+
 from kratos_webhooks.hooks import HookEvent, HookRegistry
 from kratos_webhooks.kratos.answers import Interrupt, NoChange, UpdateIdentity
 from kratos_webhooks.kratos.models import RegistrationContext
@@ -67,3 +69,17 @@ def raw_dict(event: HookEvent[dict[str, Any]]) -> NoChange:
     """Takes the payload as a plain dict, whatever the route's model."""
     EVENTS.append(event)
     return NoChange(status=204)
+
+
+class VerificationDigest(msgspec.Struct):
+    """The body of a custom template for verification.after."""
+
+    event: str
+    flow_id: str
+    email: str
+
+
+@hooks.on("verification.after", payload_type=VerificationDigest)
+def digest(event: HookEvent[VerificationDigest]) -> None:
+    """Takes a custom template's body in a type of its own."""
+    EVENTS.append(event)

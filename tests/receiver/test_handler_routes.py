@@ -258,6 +258,28 @@ def test_payload_kinds_reach_handler(
     assert plain.payload == json.loads(custom)
 
 
+def test_handler_payload_type(tmp_path: Path, certificates: Certificates) -> None:
+    config = load(tmp_path, certificates, [_sw_route("/digest", "digest")])
+    custom = (DATA / "08-verification-after-code.custom-template.json").read_bytes()
+    missing = json.dumps({"event": "verification.after"}).encode()
+
+    async def scenario() -> None:
+        async with in_process_receiver(config) as receiver:
+            reply = await receiver.post("/digest", custom, _signed(custom))
+            assert reply.status == 200, reply.body
+
+            reply = await receiver.post("/digest", missing, _signed(missing))
+            assert reply.status == 422, reply.body
+            assert "VerificationDigest" in reply.json()["error"]["message"]
+
+    asyncio.run(scenario())
+    (event,) = hook_handlers.EVENTS
+
+    assert isinstance(event.payload, hook_handlers.VerificationDigest)
+    assert event.payload.email == "alex.sample@example.com"
+    assert event.hook == "verification.after"
+
+
 def test_handler_hook_must_match_route(
     tmp_path: Path, certificates: Certificates
 ) -> None:

@@ -84,7 +84,9 @@ def build_parser(route: RouteConfig, handler: Handler | None = None) -> PayloadP
     """Build a route's parse and validate stage.
 
     A handler registered for a hook point lends it to a route that names none,
-    so its body is checked against that hook point's model.
+    so its body is checked against that hook point's model. A handler with a
+    payload type of its own takes a custom template's body, which is parsed
+    as plain JSON and then converted into that type.
 
     Raises:
         ConfigError: the traits schema cannot be loaded.
@@ -95,8 +97,14 @@ def build_parser(route: RouteConfig, handler: Handler | None = None) -> PayloadP
     if route.traits_schema is not None:
         schema = load_traits_schema(route.traits_schema)
 
+    kind = route.payload_kind
+
+    if route.payload is None and handler is not None:
+        if handler.payload_type is not None:
+            kind = "json"
+
     return PayloadParser(
-        route.payload_kind,
+        kind,
         hook=hook,
         keep_document=handler is not None or route.forward_redacted,
         traits_schema=schema,
