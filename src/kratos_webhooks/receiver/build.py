@@ -98,10 +98,10 @@ def build_parser(route: RouteConfig, handler: Handler | None = None) -> PayloadP
         schema = load_traits_schema(route.traits_schema)
 
     kind = route.payload_kind
+    custom = handler is not None and handler.payload_type is not None
 
-    if route.payload is None and handler is not None:
-        if handler.payload_type is not None:
-            kind = "json"
+    if route.payload is None and custom:
+        kind = "json"
 
     return PayloadParser(
         kind,
