@@ -183,21 +183,21 @@ def handler_event(handler: Handler, request: HookRequest) -> HookEvent[Any]:
 
 
 def _handler_payload(handler: Handler, payload: Payload) -> Any:
-    wanted = handler.payload_type
+    payload_type = handler.payload_type
     document = payload.document
 
     # With no payload type of its own, a handler gets what the route parsed:
     # the Kratos model, or the plain document of a json or form route.
-    if wanted is None:
+    if payload_type is None:
         return payload.context if payload.context is not None else document
 
-    if wanted in (dict, Any, object):
+    if payload_type in (dict, Any, object):
         return document
 
     try:
-        return msgspec.convert(document, wanted)
+        return msgspec.convert(document, payload_type)
     except msgspec.ValidationError as exc:
-        name = getattr(wanted, "__name__", repr(wanted))
+        name = getattr(payload_type, "__name__", repr(payload_type))
         raise InvalidPayload(f"The body does not match {name}: {exc}") from exc
 
 
