@@ -26,6 +26,7 @@ import yaml
 from .config_checks import MAX_SYNC_TIMEOUT, check_config
 from .config_schema import convert
 from .errors import ConfigError
+from .kratos.models import HookPoint
 
 __all__ = [
     "ENV_PREFIX",
@@ -51,6 +52,7 @@ Scheme = Literal[
     "standard-webhooks", "kratos-api-key", "kratos-basic", "kratos-jsonnet-mac"
 ]
 Mode = Literal["sync", "async"]
+PayloadKind = Literal["kratos", "json", "form"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,6 +152,24 @@ class RouteConfig:
     max_inflated_bytes: int | None = None
     timeout: float = DEFAULT_SYNC_TIMEOUT
     delivery: DeliveryConfig = field(default_factory=DeliveryConfig)
+    # What the body is; None means `kratos` on a route with a hook or a
+    # handler, else `json`.
+    payload: PayloadKind | None = None
+    hook: HookPoint | None = None
+    traits_schema: str | None = None
+    forward_redacted: bool = False
+    redact: tuple[str, ...] = ()
+
+    @property
+    def payload_kind(self) -> PayloadKind:
+        """The body format in effect, after the default."""
+        if self.payload is not None:
+            return self.payload
+
+        if self.hook is None and self.handler is None:
+            return "json"
+
+        return "kratos"
 
 
 @dataclass(frozen=True, slots=True)
