@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from kratos_webhooks import HmacKey, KeySet, Verifier
-from kratos_webhooks.credentials import jsonnet_mac
+from kratos_webhooks.credentials import jsonnet_envelope, jsonnet_mac
 from kratos_webhooks.errors import ConfigError
 from kratos_webhooks.kratos.redaction import REDACTED
 
@@ -212,7 +212,7 @@ def test_jsonnet_mac_envelope_redacted(
     config = load(tmp_path, certificates, [route])
     sample = DATA / "03-registration-after-password-postpersist.passthrough.json"
     payload = sample.read_text(encoding="utf-8")
-    body = json.dumps({"payload": payload, "mac": jsonnet_mac(API_KEY, payload)})
+    body = jsonnet_envelope(payload, jsonnet_mac(API_KEY, payload)).decode()
 
     async def scenario() -> None:
         async with in_process_receiver(config) as receiver:

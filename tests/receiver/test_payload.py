@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from kratos_webhooks.config import RouteConfig, VerifyConfig
-from kratos_webhooks.credentials import jsonnet_mac
+from kratos_webhooks.credentials import jsonnet_envelope, jsonnet_mac
 from kratos_webhooks.errors import ConfigError, InvalidJson, InvalidPayload
 from kratos_webhooks.kratos.models import RegistrationContext, context_type
 from kratos_webhooks.receiver.build import build_parser
@@ -363,7 +363,7 @@ def test_jsonnet_mac_payload_checked(
 
     def envelope(payload: str) -> bytes:
         mac = jsonnet_mac(ENV["PAYLOAD_MAC_KEY"], payload)
-        return _body({"payload": payload, "mac": mac})
+        return jsonnet_envelope(payload, mac)
 
     async def scenario() -> None:
         async with in_process_receiver(config) as receiver:
