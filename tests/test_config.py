@@ -190,3 +190,93 @@ def test_example_matches_demo_config() -> None:
 
     assert example == made
     assert len(example["routes"]) == 10
+
+
+def test_payload_keys_default(tls_files: dict[str, str]) -> None:
+    route = parse_config(document(tls_files), environ={}).routes[0]
+
+    assert route.payload is None
+    assert route.payload_kind == "json"
+    assert route.hook is None
+    assert route.traits_schema is None
+    assert route.forward_redacted is False
+    assert route.redact == ()
+
+    route = parse_config(document(tls_files, hook="settings.after"), environ={}).routes[
+        0
+    ]
+
+    assert route.hook == "settings.after"
+    assert route.payload_kind == "kratos"
+
+
+def test_payload_key_types(tls_files: dict[str, str]) -> None:
+    problems = problems_of(document(tls_files, hook="signup.after", payload="xml"))
+
+    assert "expected one of 'registration.before'" in problems["routes[0].hook"]
+    assert "expected one of 'kratos', 'json', 'form'" in problems["routes[0].payload"]
+
+
+def test_payload_key_problems(tls_files: dict[str, str], tmp_path: Path) -> None:
+    bad_schema = tmp_path / "bad.schema.json"
+    bad_schema.write_text('{"type": 5}')
+    raw = document(tls_files, traits_schema=str(bad_schema))
+    second = document(
+        tls_files, payload="kratos", traits_schema=str(tmp_path / "absent.json")
+    )["routes"][0]
+    second["path"] = "/second"
+    raw["routes"].append(second)
+
+    with pytest.raises(ConfigError) as caught:
+        parse_config(raw, environ={})
+
+    messages = [f"{path}: {message}" for path, message in caught.value.problems]
+
+    assert messages == [
+        "routes[0].traits_schema: needs a Kratos payload: "
+        "set payload: kratos or a hook",
+        f"routes[0].traits_schema: the traits schema {bad_schema} is not a valid "
+        "JSON Schema: 5 is not valid under any of the given schemas",
+        f"routes[1].traits_schema: cannot read the traits schema "
+        f"{tmp_path / 'absent.json'}",
+    ]
+
+
+def test_bad_traits_schema_reported(tls_files: dict[str, str], tmp_path: Path) -> None:
+    schema = tmp_path / "traits.schema.json"
+    schema.write_text('{"type": "object", "required": "email"}')
+    raw = document(tls_files, hook="registration.after", traits_schema=str(schema))
+
+    assert "not a valid JSON Schema" in problems_of(raw)["routes[0].traits_schema"]
+
+    schema.write_text('{"type": "object", "required": ["email"]}')
+    route = parse_config(raw, environ={}).routes[0]
+
+    assert route.traits_schema == str(schema)
+
+
+def test_demo_body_fits_demo_route() -> None:
+    from kratos_webhooks.cli.demo import DEMO_BODY
+    from kratos_webhooks.receiver.build import build_parser
+
+    example = yaml.safe_load((EXAMPLES / "receiver.yaml").read_text())
+    (route,) = [
+        r for r in example["routes"] if r["path"].endswith("registration/after")
+    ]
+    raw = {"server": {"tls": {"cert_file": "x", "key_file": "y"}}, "routes": [route]}
+    converted = convert_route(raw)
+    payload = build_parser(converted).parse(DEMO_BODY)
+
+    assert payload.context is not None
+    assert payload.context.identity is not None
+    assert payload.context.identity.traits == {"email": "alex.sample@example.com"}
+
+
+def convert_route(raw: dict[str, Any]) -> Any:
+    from kratos_webhooks.config_schema import convert
+
+    problems: list[tuple[str, str]] = []
+    config = convert(Config, raw, "", problems)
+
+    assert problems == []
+    return config.routes[0]

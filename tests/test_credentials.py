@@ -19,6 +19,7 @@ from kratos_webhooks import (
     Secret,
     jsonnet_mac,
 )
+from kratos_webhooks.credentials import jsonnet_envelope
 
 CURRENT = Secret.literal("current-key-0123456789")
 PREVIOUS = Secret.literal("previous-key-9876543210")
@@ -195,7 +196,7 @@ MAC_SECRET = Secret.literal("jsonnet-mac-secret-0123456789")
 
 def envelope(payload: str, secret: str = MAC_SECRET.reveal()) -> bytes:
     mac = hashlib.sha3_512((secret + payload).encode()).hexdigest()
-    return json.dumps({"mac": mac, "payload": payload}, indent=3).encode() + b"\n"
+    return jsonnet_envelope(payload, mac)
 
 
 def test_jsonnet_mac_matches_sha3_512() -> None:
@@ -253,3 +254,44 @@ def test_jsonnet_mac_any_changed_byte_fails() -> None:
 def test_jsonnet_mac_refuses_str_body() -> None:
     with pytest.raises(TypeError):
         JsonnetMacCheck([MAC_SECRET]).verify_body("{}")  # type: ignore[arg-type]
+
+
+def test_jsonnet_envelope_matches_go_jsonnet() -> None:
+    gojsonnet = pytest.importorskip("_gojsonnet")
+    payload = 'q" b\\ \n\r\t\b\f \x00\x1f\x7f\x85\x9f\xa0 é \u2028 \U0001f600 / < &'
+    rendered = gojsonnet.evaluate_snippet(
+        "envelope",
+        "function(p) {payload: p, mac: 'ab'}",
+        tla_codes={"p": json.dumps(payload)},
+    )
+
+    assert jsonnet_envelope(payload, "ab") == rendered.encode()
+
+
+def test_jsonnet_mac_whitespace_change_refused() -> None:
+    body = envelope('{"identity":{"traits":{"email":"a@example.com"}}}')
+    check = JsonnetMacCheck([MAC_SECRET])
+    whitespace = [i for i, byte in enumerate(body) if byte in b" \n"]
+
+    for index in whitespace:
+        for replacement in (b"\t", b"\r", b" ", b"\n"):
+            if body[index : index + 1] == replacement:
+                continue
+
+            changed = body[:index] + replacement + body[index + 1 :]
+
+            with pytest.raises((CredentialError, InvalidJson)):
+                check.verify_body(changed)
+
+
+def test_jsonnet_mac_compact_layout() -> None:
+    payload = '{"flow":{"id":"x"}}'
+    mac = hashlib.sha3_512((MAC_SECRET.reveal() + payload).encode()).hexdigest()
+    compact = json.dumps({"payload": payload, "mac": mac}).encode()
+
+    with pytest.raises(MalformedCredential, match="laid out"):
+        JsonnetMacCheck([MAC_SECRET]).verify_body(compact)
+
+    loose = JsonnetMacCheck([MAC_SECRET], exact_layout=False)
+
+    assert loose.verify_body(compact) == payload

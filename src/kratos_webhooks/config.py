@@ -16,7 +16,7 @@ for demos and tests and listed in `Config.warnings`.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, Literal
@@ -26,6 +26,7 @@ import yaml
 from .config_checks import MAX_SYNC_TIMEOUT, check_config
 from .config_schema import convert
 from .errors import ConfigError
+from .kratos.models import HookPoint
 
 __all__ = [
     "ENV_PREFIX",
@@ -51,6 +52,7 @@ Scheme = Literal[
     "standard-webhooks", "kratos-api-key", "kratos-basic", "kratos-jsonnet-mac"
 ]
 Mode = Literal["sync", "async"]
+PayloadKind = Literal["kratos", "json", "form"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,6 +152,24 @@ class RouteConfig:
     max_inflated_bytes: int | None = None
     timeout: float = DEFAULT_SYNC_TIMEOUT
     delivery: DeliveryConfig = field(default_factory=DeliveryConfig)
+    # What the body is; None means `kratos` on a route with a hook or a
+    # handler, else `json`.
+    payload: PayloadKind | None = None
+    hook: HookPoint | None = None
+    traits_schema: str | None = None
+    forward_redacted: bool = False
+    redact: tuple[str, ...] = ()
+
+    @property
+    def payload_kind(self) -> PayloadKind:
+        """The body format in effect, after the default."""
+        if self.payload is not None:
+            return self.payload
+
+        if self.hook is None and self.handler is None:
+            return "json"
+
+        return "kratos"
 
 
 @dataclass(frozen=True, slots=True)
@@ -245,8 +265,13 @@ def apply_environment(
     document: dict[str, Any],
     environ: Mapping[str, str],
     problems: list[tuple[str, str]],
+    *,
+    top_level_keys: Collection[str] = _TOP_LEVEL_KEYS,
 ) -> dict[str, Any]:
-    """Return a copy of the document with `KRATOS_WEBHOOKS_*` overrides applied."""
+    """Return a copy of the document with `KRATOS_WEBHOOKS_*` overrides applied.
+
+    Only variables whose first level is one of `top_level_keys` are overrides.
+    """
     result: dict[str, Any] = _deep_copy(document)
 
     for name in sorted(environ):
@@ -255,7 +280,7 @@ def apply_environment(
 
         parts = name[len(ENV_PREFIX) :].lower().split("__")
 
-        if parts[0] not in _TOP_LEVEL_KEYS:
+        if parts[0] not in top_level_keys:
             continue
 
         try:

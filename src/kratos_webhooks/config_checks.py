@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import ipaddress
 import re
 from pathlib import Path
@@ -162,6 +161,7 @@ def _check_route(
 
     _check_rate(route.rate_limit, f"{path}.rate_limit", problems)
     _check_sizes(route, path, problems)
+    _check_payload(route, path, problems)
 
     if not 0 < route.timeout <= MAX_SYNC_TIMEOUT:
         problems.append(
@@ -259,7 +259,7 @@ def _check_target(
             problems.append((f"{path}.upstream", "must be an http:// or https:// URL"))
 
     if route.handler is not None:
-        _check_handler(route.handler, f"{path}.handler", problems)
+        _check_handler(route, f"{path}.handler", problems)
 
         if route.mode == "async":
             problems.append(
@@ -279,18 +279,51 @@ def _check_target(
             _check_hmac_key(secret, item, problems)
 
 
-def _check_handler(spec: str, path: str, problems: Problems) -> None:
-    if not _HANDLER.fullmatch(spec):
+def _check_handler(route: RouteConfig, path: str, problems: Problems) -> None:
+    from .hooks import load_handler
+
+    assert route.handler is not None
+
+    if not _HANDLER.fullmatch(route.handler):
         problems.append((path, "expected module:function"))
         return
 
-    module_name, _, function_name = spec.partition(":")
-
     try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        problems.append((path, f"cannot import {module_name}: {exc}"))
-        return
+        load_handler(route.handler, route.hook)
+    except ConfigError as exc:
+        problems.append((path, str(exc)))
 
-    if not callable(getattr(module, function_name, None)):
-        problems.append((path, f"{module_name} has no function {function_name}"))
+
+def _check_payload(route: RouteConfig, path: str, problems: Problems) -> None:
+    from .kratos.redaction import parse_pointer
+    from .receiver.payload import load_traits_schema
+
+    if route.traits_schema is not None:
+        if route.payload_kind != "kratos":
+            problems.append(
+                (
+                    f"{path}.traits_schema",
+                    "needs a Kratos payload: set payload: kratos or a hook",
+                )
+            )
+
+        try:
+            load_traits_schema(route.traits_schema)
+        except ConfigError as exc:
+            problems.append((f"{path}.traits_schema", str(exc)))
+
+    if route.forward_redacted and route.upstream is None:
+        problems.append(
+            (f"{path}.forward_redacted", "applies only to routes with an upstream")
+        )
+
+    if route.redact and not route.forward_redacted:
+        problems.append(
+            (f"{path}.redact", "has an effect only with forward_redacted: true")
+        )
+
+    for index, pointer in enumerate(route.redact):
+        try:
+            parse_pointer(pointer)
+        except ConfigError as exc:
+            problems.append((f"{path}.redact[{index}]", str(exc)))

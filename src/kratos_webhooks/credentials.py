@@ -13,7 +13,7 @@ import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Final, Literal, Protocol
 
 from .compare import constant_time_equal
 from .errors import (
@@ -31,6 +31,7 @@ __all__ = [
     "CredentialCheck",
     "JsonnetMacCheck",
     "header_values",
+    "jsonnet_envelope",
     "jsonnet_mac",
 ]
 
@@ -253,12 +254,19 @@ def jsonnet_mac(secret: str, payload: str) -> str:
 
 @dataclass(frozen=True)
 class JsonnetMacCheck:
-    """A body `{"payload": "<json string>", "mac": "<hex>"}` made by Kratos' Jsonnet."""
+    """A body `{"payload": "<json string>", "mac": "<hex>"}` made by Kratos' Jsonnet.
+
+    The MAC covers the payload string only. With `exact_layout` (the default)
+    the envelope must also be laid out byte for byte as Kratos prints it, so
+    that no byte of the body can change unnoticed, whitespace included.
+    """
 
     values: tuple[Secret, ...]
+    exact_layout: bool
 
-    def __init__(self, values: Sequence[Secret]) -> None:
+    def __init__(self, values: Sequence[Secret], *, exact_layout: bool = True) -> None:
         object.__setattr__(self, "values", _require_secrets(values, "a body MAC"))
+        object.__setattr__(self, "exact_layout", exact_layout)
 
     def verify_body(self, body: bytes) -> str:
         """Check the MAC over the exact payload string and return that string.
@@ -303,4 +311,34 @@ class JsonnetMacCheck:
         if not matched:
             raise CredentialMismatch()
 
+        if self.exact_layout and body != jsonnet_envelope(payload, mac):
+            raise MalformedCredential(
+                "The envelope is not laid out as Kratos prints it."
+            )
+
         return payload
+
+
+# go-jsonnet's escapes: the short forms below, \u00xx (lowercase hex) for other
+# characters below 0x20 and for 0x7f to 0x9f, and raw UTF-8 for the rest.
+_JSONNET_ESCAPES: Final = {
+    **{code: f"\\u{code:04x}" for code in (*range(0x20), *range(0x7F, 0xA0))},
+    ord('"'): '\\"',
+    ord("\\"): "\\\\",
+    ord("\b"): "\\b",
+    ord("\f"): "\\f",
+    ord("\n"): "\\n",
+    ord("\r"): "\\r",
+    ord("\t"): "\\t",
+}
+
+
+def jsonnet_envelope(payload: str, mac: str) -> bytes:
+    """Return the envelope exactly as Kratos' Jsonnet prints it.
+
+    Kratos renders its body templates with go-jsonnet, whose output has sorted
+    keys, a three-space indent and a trailing newline.
+    """
+    escaped = payload.translate(_JSONNET_ESCAPES)
+    text = f'{{\n   "mac": "{mac}",\n   "payload": "{escaped}"\n}}\n'
+    return text.encode("utf-8")

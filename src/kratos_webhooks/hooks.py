@@ -358,18 +358,20 @@ def as_handler(
     return Handler(target, hook=hook)
 
 
-def load_handler(spec: str) -> Handler:
+def load_handler(spec: str, hook: HookPoint | None = None) -> Handler:
     """Import `module:function` and return its handler, as a route names it.
 
     The function may be registered with `HookRegistry.on` (its hook point and
     payload type come along) or be a plain function, which then receives the
-    generic `KratosContext`. The result is awaited as `await handler(event)`;
-    `handler.event(body, ...)` builds that event from a verified body, and
-    `answer.to_http()` gives the status and body to send.
+    `KratosContext` of `hook` (the generic one when `hook` is None). The
+    result is awaited as `await handler(event)`; `handler.event(body, ...)`
+    builds that event from a verified body, and `answer.to_http()` gives the
+    status and body to send.
 
     Raises:
-        ConfigError: the spec is malformed, the module cannot be imported, or the
-            name is missing or not callable.
+        ConfigError: the spec is malformed, the module cannot be imported, the
+            name is missing or not callable, or the function is registered for
+            another hook point than `hook`.
     """
     module_name, colon, attribute = (
         spec.partition(":") if isinstance(spec, str) else ("", "", "")
@@ -404,4 +406,4 @@ def load_handler(spec: str) -> Handler:
     if not callable(target):
         raise ConfigError(f"handler {spec!r} is not callable")
 
-    return as_handler(target)
+    return as_handler(target, hook)

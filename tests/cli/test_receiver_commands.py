@@ -55,6 +55,42 @@ def test_config_check_lists_every_problem(tmp_path: Path) -> None:
     assert "admin.listen: expected host:port" in result.output
 
 
+def test_config_check_payload_keys(tmp_path: Path) -> None:
+    config = _config(tmp_path)
+    route = config["routes"][0]  # type: ignore[index]
+    schema = tmp_path / "traits.schema.json"
+    schema.write_text(
+        '{"type": "object", "properties": {"email": {"format": "email"}}}'
+    )
+    route.update(
+        hook="login.after",
+        traits_schema=str(schema),
+        forward_redacted=True,
+        redact=["/identity/traits/phone"],
+    )
+    path = tmp_path / "ok.yaml"
+    path.write_text(yaml.safe_dump(config))
+    result = CliRunner().invoke(main, ["config", "check", str(path)])
+
+    assert result.exit_code == 0, result.output
+
+    route.update(
+        handler="tests.receiver.hook_handlers:tag_new_user",
+        redact=["identity/traits/phone"],
+        payload="json",
+    )
+    del route["upstream"]
+    path.write_text(yaml.safe_dump(config))
+    result = CliRunner().invoke(main, ["config", "check", str(path)])
+
+    assert result.exit_code == 2
+    assert "routes[0].handler: " in result.output
+    assert "registered for registration.after, not login.after" in result.output
+    assert "routes[0].traits_schema: needs a Kratos payload" in result.output
+    assert "routes[0].forward_redacted: applies only to routes with an" in result.output
+    assert "routes[0].redact[0]: invalid redaction pointer" in result.output
+
+
 def test_serve_invalid_config_exits_2(tmp_path: Path) -> None:
     path = tmp_path / "bad.yaml"
     path.write_text("routes: 5\n")

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from kratos_webhooks import HmacKey, KeySet, Signer, jsonnet_mac
+from kratos_webhooks.credentials import jsonnet_envelope
 
 SAMPLES = Path(__file__).parent.parent / "data" / "kratos"
 EXAMPLES = Path(__file__).parent.parent.parent / "examples" / "handlers"
@@ -60,7 +61,7 @@ def basic(credential: str = BASIC) -> dict[str, str]:
 
 def mac_envelope(payload: bytes, secret: str = MAC_SECRET) -> bytes:
     text = payload.decode()
-    return json.dumps({"payload": text, "mac": jsonnet_mac(secret, text)}).encode()
+    return jsonnet_envelope(text, jsonnet_mac(secret, text))
 
 
 def tamper(body: bytes) -> bytes:

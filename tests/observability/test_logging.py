@@ -78,7 +78,8 @@ def test_access_line_reaches_caplog(caplog: pytest.LogCaptureFixture) -> None:
         log_request(**FIELDS)  # type: ignore[arg-type]
 
     (record,) = [r for r in caplog.records if r.name == ACCESS_LOGGER]
-    assert json.loads(record.getMessage())["reason"] == "accepted"
+    assert isinstance(record.msg, dict)
+    assert record.msg["reason"] == "accepted"
 
 
 def test_access_line_skipped_below_level(stream: io.StringIO) -> None:

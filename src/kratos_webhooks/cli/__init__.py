@@ -12,6 +12,8 @@ from .. import __version__
 from .config import config_group
 from .demo import demo
 from .inbox import inbox
+from .kratos_config import kratos_config
+from .relay import relay, relay_outbox
 from .secret import secret
 from .serve import serve
 from .signing import sign, verify
@@ -32,3 +34,6 @@ main.add_command(config_group)
 main.add_command(serve)
 main.add_command(demo)
 main.add_command(inbox)
+main.add_command(kratos_config)
+main.add_command(relay)
+main.add_command(relay_outbox)

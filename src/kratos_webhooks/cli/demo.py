@@ -40,9 +40,13 @@ HOOK_POINTS: Final = (
     ("verification", "after", "async"),
 )
 EXAMPLE_APP: Final = Path(__file__).resolve().parents[3] / "examples" / "app.py"
+# The smallest body that fits the registration.after model: a flow and an
+# identity with its id, schema and traits.
 DEMO_BODY: Final = (
     b'{\n   "flow": {\n      "id": "3f2c1b0a-9d8e-4f7a-8b6c-5d4e3f2a1b0c",\n'
-    b'      "type": "browser"\n   },\n   "identity": {\n      "traits": {\n'
+    b'      "type": "browser"\n   },\n   "identity": {\n'
+    b'      "id": "8a7b6c5d-4e3f-4a1b-9c0d-1e2f3a4b5c6d",\n'
+    b'      "schema_id": "default",\n      "traits": {\n'
     b'         "email": "alex.sample@example.com"\n      }\n   }\n}\n'
 )
 
@@ -61,6 +65,9 @@ def demo_config(
             "mode": mode,
             "upstream": f"http://127.0.0.1:{app_port}/kratos/{flow}/{when}",
             "upstream_secrets": [f"file:{directory / 'upstream-secret'}"],
+            "hook": f"{flow}.{when}",
+            # The application needs no cookie or CSRF token after the fact.
+            **({"forward_redacted": True} if mode == "async" else {}),
         }
         for flow, when, mode in HOOK_POINTS
     ]

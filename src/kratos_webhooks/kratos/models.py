@@ -14,11 +14,13 @@ them back, so a decode and encode round trip loses nothing.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import uuid
 from collections.abc import Mapping
 from typing import Any, Final, Literal, TypeVar, get_args
 
 import msgspec
+from msgspec.structs import FieldInfo
 
 from ..errors import InvalidJson, InvalidPayload
 
@@ -428,7 +430,7 @@ def context_to_builtins(value: Any) -> Any:
 def _struct_to_builtins(model: msgspec.Struct) -> dict[str, Any]:
     raw: Mapping[str, Any] | None = model.__dict__.get(_RAW)
     out: dict[str, Any] = {}
-    fields = msgspec.structs.fields(model)
+    fields = _struct_fields(type(model))
 
     for field in fields:
         value = getattr(model, field.name)
@@ -470,14 +472,21 @@ def _same_instant(text: str, value: dt.datetime) -> bool:
         return False
 
 
+@functools.cache
+def _struct_fields(model: type[msgspec.Struct]) -> tuple[FieldInfo, ...]:
+    # msgspec evaluates a model's annotations on every `fields` call.
+    return msgspec.structs.fields(model)
+
+
 def _remember_source(value: Any, raw: Any) -> None:
     """Record, on each decoded model, its source object and the keys it lacks."""
     if isinstance(value, msgspec.Struct) and isinstance(raw, Mapping):
-        known = {field.encode_name for field in msgspec.structs.fields(value)}
+        fields = _struct_fields(type(value))
+        known = {field.encode_name for field in fields}
         value.__dict__[_RAW] = raw
         value.__dict__[_EXTRA] = {k: v for k, v in raw.items() if k not in known}
 
-        for field in msgspec.structs.fields(value):
+        for field in fields:
             if field.encode_name in raw:
                 _remember_source(getattr(value, field.name), raw[field.encode_name])
 

@@ -113,11 +113,19 @@ class Redactor:
         """
         from .models import decode_form, decode_json
 
+        document = decode_form(body) if form else decode_json(body)
+        return self.redact_document(document, form=form)
+
+    def redact_document(self, document: Any, *, form: bool = False) -> bytes:
+        """Redact a decoded JSON document (or form map) and serialise it.
+
+        Use it where the body is already decoded, so it is not decoded twice.
+        """
         if form:
-            fields = self.redact(decode_form(body))
+            fields = self.redact(document)
             return urlencode(sorted(fields.items())).encode("ascii")
 
-        redacted = self.redact(decode_json(body))
+        redacted = self.redact(document)
         return json.dumps(redacted, ensure_ascii=False).encode("utf-8")
 
     def _redact_context(self, payload: dict[str, Any]) -> None:

@@ -70,15 +70,16 @@ class _LineFormatter(structlog.stdlib.ProcessorFormatter):
     """structlog's formatter, passing lines that `log_request` rendered as they are."""
 
     def format(self, record: logging.LogRecord) -> str:
-        if getattr(record, "rendered", False):
-            return record.getMessage()
+        line = record.__dict__.get("rendered")
+
+        if isinstance(line, str):
+            return line
 
         return super().format(record)
 
 
 _access_logger = logging.getLogger(ACCESS_LOGGER)
 _encode = msgspec.json.Encoder().encode
-_RENDERED: Final = {"rendered": True}
 
 
 @functools.lru_cache(maxsize=4)
@@ -113,25 +114,23 @@ def log_request(
     if not logger.isEnabledFor(logging.INFO):
         return
 
-    line = _encode(
-        {
-            "method": method,
-            "route": route,
-            "source": source,
-            "status": status,
-            "reason": reason,
-            "webhook_id": webhook_id,
-            "latency_ms": latency_ms,
-            "event": "request",
-            "logger": ACCESS_LOGGER,
-            "level": "info",
-            "timestamp": _timestamp(time.time()),
-        }
-    ).decode()
-    # No caller lookup: the access line names its source through `logger`.
-    record = logger.makeRecord(
-        ACCESS_LOGGER, logging.INFO, "", 0, line, (), None, extra=_RENDERED
-    )
+    event = {
+        "method": method,
+        "route": route,
+        "source": source,
+        "status": status,
+        "reason": reason,
+        "webhook_id": webhook_id,
+        "latency_ms": latency_ms,
+        "event": "request",
+        "logger": ACCESS_LOGGER,
+        "level": "info",
+        "timestamp": _timestamp(time.time()),
+    }
+    # Like structlog's records, the message is the event dict, so handlers and
+    # caplog see the fields. No caller lookup: `logger` names the source.
+    record = logger.makeRecord(ACCESS_LOGGER, logging.INFO, "", 0, event, (), None)
+    record.__dict__["rendered"] = _encode(event).decode()
     logger.handle(record)
 
 

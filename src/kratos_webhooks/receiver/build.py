@@ -8,6 +8,8 @@ import httpx
 
 from ..config import Config, RouteConfig
 from ..errors import ConfigError
+from ..hooks import Handler, load_handler
+from ..kratos.redaction import Redactor
 from ..observability.metrics import HttpMetrics
 from ..secrets import KeySet, Secret
 from ..signing import Signer
@@ -15,8 +17,8 @@ from .access import AllowList, SourceResolver
 from .authenticity import build_authenticator
 from .delivery import DeliveryWorker
 from .dispatch import HandlerTarget, InboxTarget, Target, UpstreamTarget
-from .handlers import import_handler
 from .limits import BodyLimits
+from .payload import PayloadParser, load_traits_schema
 from .pipeline import ReceiverApp, Route
 from .ratelimit import RateLimits
 from .state import StateStore
@@ -46,7 +48,7 @@ def build_route(
     """Build one route's stages.
 
     Raises:
-        ConfigError: a secret cannot be loaded or a handler cannot be imported.
+        ConfigError: a secret, a handler or the traits schema cannot be loaded.
     """
     verify = route.verify
     secrets = [Secret.load(reference) for reference in verify.secrets]
@@ -57,23 +59,74 @@ def build_route(
         name=verify.name,
         location=verify.in_,
     )
+    handler = _load_handler(route)
+    parser = build_parser(route, handler)
     limits = BodyLimits(
         max_body_bytes=route.max_body_bytes or default_max_body,
         gzip=route.gzip,
         max_inflated_bytes=route.max_inflated_bytes,
+        form=parser.form,
     )
+    redactor = Redactor(route.redact) if route.forward_redacted else None
     return Route(
         path=route.path,
         methods=route.methods,
         allow_list=AllowList(route.allow_from),
         limits=limits,
         authenticator=authenticator,
-        target=_build_target(route, store=store, worker=worker, client=client),
+        parser=parser,
+        target=_build_target(route, handler, store=store, worker=worker, client=client),
+        redactor=redactor,
     )
+
+
+def build_parser(route: RouteConfig, handler: Handler | None = None) -> PayloadParser:
+    """Build a route's parse and validate stage.
+
+    A handler registered for a hook point lends it to a route that names none,
+    so its body is checked against that hook point's model. A handler with a
+    payload type of its own takes a custom template's body, which is parsed
+    as plain JSON and then converted into that type.
+
+    Raises:
+        ConfigError: the traits schema cannot be loaded.
+    """
+    hook = route.hook or (handler.hook if handler is not None else None)
+    schema = None
+
+    if route.traits_schema is not None:
+        schema = load_traits_schema(route.traits_schema)
+
+    kind = route.payload_kind
+    custom = handler is not None and handler.payload_type is not None
+
+    if route.payload is None and custom:
+        kind = "json"
+
+    return PayloadParser(
+        kind,
+        hook=hook,
+        keep_document=handler is not None or route.forward_redacted,
+        traits_schema=schema,
+    )
+
+
+def _load_handler(route: RouteConfig) -> Handler | None:
+    if route.handler is None:
+        return None
+
+    try:
+        return load_handler(route.handler, route.hook)
+    except ConfigError as exc:
+        raise ConfigError(
+            f"cannot load the handler of {route.path}",
+            problems=[(f"route {route.path}: handler", str(exc))],
+        ) from exc
 
 
 def _build_target(
     route: RouteConfig,
+    handler: Handler | None,
     *,
     store: StateStore,
     worker: DeliveryWorker,
@@ -82,15 +135,7 @@ def _build_target(
     if route.mode == "async":
         return InboxTarget(store, worker)
 
-    if route.handler is not None:
-        try:
-            handler = import_handler(route.handler)
-        except ImportError as exc:
-            raise ConfigError(
-                f"cannot import the handler of {route.path}",
-                problems=[(f"route {route.path}: handler", str(exc))],
-            ) from exc
-
+    if handler is not None:
         return HandlerTarget(handler, timeout=route.timeout)
 
     signer = None

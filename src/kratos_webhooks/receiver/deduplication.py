@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Final
 
-__all__ = ["KeyLocks", "idempotency_key"]
+__all__ = ["KeyLocks", "delivery_id", "idempotency_key"]
 
 Header = tuple[bytes, bytes]
 
@@ -24,13 +24,11 @@ _TRIGGER_HEADER: Final = b"ory-webhook-trigger-id"
 _VALID_KEY: Final = re.compile(rb"[\x21-\x2d\x2f-\x7e]{1,256}")
 
 
-def idempotency_key(
-    route: str, webhook_id: str | None, headers: list[Header], body: bytes
-) -> str:
-    """Return the key under which a request's answer is stored.
+def delivery_id(webhook_id: str | None, headers: list[Header]) -> str | None:
+    """Return the verified `webhook-id`, else Kratos' trigger id, else None.
 
-    A trigger id that is not a valid message id is ignored, so the body hash
-    decides: a client cannot pick a key that breaks the delivery headers.
+    A trigger id that is not a valid message id is ignored, so that a client
+    cannot pick a key that breaks the delivery headers.
     """
     if webhook_id is not None:
         return webhook_id
@@ -38,6 +36,18 @@ def idempotency_key(
     for name, value in headers:
         if name == _TRIGGER_HEADER and _VALID_KEY.fullmatch(value):
             return value.decode("ascii")
+
+    return None
+
+
+def idempotency_key(route: str, delivery: str | None, body: bytes) -> str:
+    """Return the key under which a request's answer is stored.
+
+    It is the delivery id from `delivery_id`, or a hash of route and body
+    when the request has none.
+    """
+    if delivery is not None:
+        return delivery
 
     digest = hashlib.sha256(route.encode() + b"\n" + body).hexdigest()
     return f"sha256_{digest}"

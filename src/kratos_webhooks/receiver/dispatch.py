@@ -8,28 +8,53 @@ and answers 202 only after the commit, then wakes the delivery worker.
 from __future__ import annotations
 
 import asyncio
-from typing import Final
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Final
 
 import httpx
+import msgspec
 import structlog
 
 from ..errors import (
+    InvalidPayload,
     InvalidUpstreamAnswer,
     UpstreamTimeout,
     UpstreamUnavailable,
 )
+from ..hooks import Handler, HookEvent
+from ..kratos.answers import InvalidAnswer, InvalidAnswerType
 from ..signing import Signer
 from .answers import JSON, Answer, accepted_answer
 from .delivery import DeliveryWorker
-from .handlers import Handler, HookRequest, call_handler
 from .kratos_answers import MAX_ANSWER_BYTES, check_kratos_answer
+from .payload import Payload
 from .state import StateStore, StoredAnswer
 
-__all__ = ["HandlerTarget", "InboxTarget", "Target", "UpstreamTarget"]
+__all__ = ["HandlerTarget", "HookRequest", "InboxTarget", "Target", "UpstreamTarget"]
 
 USER_AGENT: Final = "kratos-webhooks"
 
 logger = structlog.stdlib.get_logger("kratos_webhooks.server")
+
+
+@dataclass(frozen=True, slots=True)
+class HookRequest:
+    """An authenticated, parsed request, as the targets receive it.
+
+    `webhook_id` is the idempotency key. `body` is what is forwarded: the raw
+    body, or its redacted form on a route with `forward_redacted`.
+    `delivery_id` is the verified `webhook-id` or Kratos' trigger id, None
+    when the key is a body hash. `client_certificate` is the ASGI TLS
+    extension of a connection that presented a client certificate.
+    """
+
+    route: str
+    webhook_id: str
+    body: bytes
+    payload: Payload
+    delivery_id: str | None = None
+    client_certificate: Mapping[str, Any] | None = None
 
 
 class Target:
@@ -106,18 +131,29 @@ class UpstreamTarget(Target):
 
 
 class HandlerTarget(Target):
-    """A sync route answered by a Python function in this process."""
+    """A sync route answered by a Python hook handler in this process."""
 
     def __init__(self, handler: Handler, *, timeout: float) -> None:
         self._handler = handler
         self._timeout = timeout
 
     async def dispatch(self, request: HookRequest, content_type: str) -> Answer:
+        event = handler_event(self._handler, request)
+
         try:
             async with asyncio.timeout(self._timeout):
-                answer = await call_handler(self._handler, request)
+                answer = await self._handler(event)
+
+            status, body = answer.to_http()
         except TimeoutError as exc:
             raise UpstreamTimeout() from exc
+        except (InvalidAnswer, InvalidAnswerType) as exc:
+            logger.warning(
+                "invalid_handler_answer", route=request.route, error=type(exc).__name__
+            )
+            raise InvalidUpstreamAnswer(
+                "The handler's answer is not one Kratos accepts."
+            ) from exc
         except Exception as exc:
             # A failing handler is the application's fault, reported as an
             # unreachable upstream; the exception text may hold payload data.
@@ -126,7 +162,43 @@ class HandlerTarget(Target):
             )
             raise UpstreamUnavailable("The handler failed.") from exc
 
-        return _checked_answer(request.route, answer.status, answer.body)
+        return _checked_answer(request.route, status, body)
+
+
+def handler_event(handler: Handler, request: HookRequest) -> HookEvent[Any]:
+    """Build a handler's event from the payload the pipeline already decoded.
+
+    Raises:
+        InvalidPayload: the payload does not fit the handler's payload type.
+    """
+    payload = request.payload
+    return HookEvent(
+        hook=handler.hook,
+        payload=_handler_payload(handler, payload),
+        delivery_id=request.delivery_id,
+        client_certificate=request.client_certificate,
+        body=payload.data,
+        redactor=handler.redactor,
+    )
+
+
+def _handler_payload(handler: Handler, payload: Payload) -> Any:
+    payload_type = handler.payload_type
+    document = payload.document
+
+    # With no payload type of its own, a handler gets what the route parsed:
+    # the Kratos model, or the plain document of a json or form route.
+    if payload_type is None:
+        return payload.context if payload.context is not None else document
+
+    if payload_type in (dict, Any, object):
+        return document
+
+    try:
+        return msgspec.convert(document, payload_type)
+    except msgspec.ValidationError as exc:
+        name = getattr(payload_type, "__name__", repr(payload_type))
+        raise InvalidPayload(f"The body does not match {name}: {exc}") from exc
 
 
 class InboxTarget(Target):

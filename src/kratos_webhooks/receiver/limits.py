@@ -22,6 +22,8 @@ Header = tuple[bytes, bytes]
 
 # Kratos sends exactly `application/json` unless configured for forms.
 _JSON_TYPES: Final = frozenset({b"application/json", b"application/json;charset=utf-8"})
+# Kratos' form bodies are ASCII, so any charset label is accepted and ignored.
+_FORM_TYPE: Final = b"application/x-www-form-urlencoded"
 _INFLATE_STEP: Final = 65_536
 
 
@@ -61,6 +63,7 @@ class BodyLimits:
     max_body_bytes: int
     gzip: bool = False
     max_inflated_bytes: int | None = None
+    form: bool = False
 
     def check_headers(self, headers: RequestHeaders) -> None:
         """Refuse by the headers alone: declared size, encoding, content type.
@@ -68,7 +71,8 @@ class BodyLimits:
         Raises:
             PayloadTooLarge: `Content-Length` is above the limit.
             UnsupportedEncoding: an encoding other than gzip where it is enabled.
-            UnsupportedMediaType: the body is not declared as JSON.
+            UnsupportedMediaType: the body is not declared as JSON, or as
+                form data on a form route.
         """
         length = headers.content_length
 
@@ -82,7 +86,10 @@ class BodyLimits:
 
         content_type = (headers.content_type or b"").replace(b" ", b"").lower()
 
-        if content_type not in _JSON_TYPES:
+        if self.form:
+            if content_type.partition(b";")[0] != _FORM_TYPE:
+                raise UnsupportedMediaType()
+        elif content_type not in _JSON_TYPES:
             raise UnsupportedMediaType()
 
     def decode(self, body: bytes, headers: RequestHeaders) -> bytes:

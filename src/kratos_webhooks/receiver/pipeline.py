@@ -8,23 +8,23 @@ an unexpected exception is logged by type only and answered 503, never 500.
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
 import structlog
 
 from ..errors import WebhookError
+from ..kratos.redaction import Redactor
 from ..observability.logging import SERVER_LOGGER, log_request
 from ..observability.metrics import HttpMetrics
 from .access import AllowList, SourceResolver
 from .answers import Answer, error_answer, internal_error_answer
 from .authenticity import Authenticator
-from .deduplication import KeyLocks, idempotency_key
-from .dispatch import Target
-from .handlers import HookRequest
+from .deduplication import KeyLocks, delivery_id, idempotency_key
+from .dispatch import HookRequest, Target
 from .limits import BodyLimits, ClientDisconnected, RequestHeaders, read_body
-from .payload import parse_payload
+from .payload import Payload, PayloadParser
 from .ratelimit import RateLimits
 from .routing import RouteTable
 from .state import StateStore, StoredAnswer
@@ -42,14 +42,20 @@ server_log = structlog.stdlib.get_logger(SERVER_LOGGER)
 
 @dataclass(frozen=True, slots=True)
 class Route:
-    """A configured route with its stages built."""
+    """A configured route with its stages built.
+
+    `redactor` is set on a route with `forward_redacted`; it redacts what the
+    route forwards.
+    """
 
     path: str
     methods: tuple[str, ...]
     allow_list: AllowList
     limits: BodyLimits
     authenticator: Authenticator
+    parser: PayloadParser
     target: Target
+    redactor: Redactor | None = None
 
 
 @dataclass(slots=True)
@@ -138,11 +144,19 @@ class ReceiverApp:
         body = route.limits.decode(raw, declared)
 
         authenticated = route.authenticator.authenticate(body, headers)
-        payload = parse_payload(authenticated.payload)
+        payload = route.parser.parse(authenticated.payload)
 
-        key = idempotency_key(route.path, authenticated.webhook_id, headers, body)
+        delivery = delivery_id(authenticated.webhook_id, headers)
+        key = idempotency_key(route.path, delivery, body)
         outcome.webhook_id = key
-        request = HookRequest(route.path, key, body, payload)
+        request = HookRequest(
+            route.path,
+            key,
+            _forwarded_body(route, body, payload),
+            payload,
+            delivery,
+            client_certificate(scope),
+        )
         content_type = (declared.content_type or b"application/json").decode("latin-1")
 
         if not route.target.sync:
@@ -171,6 +185,34 @@ class ReceiverApp:
             return Answer(first.status, first.body, first.content_type, "duplicate")
 
         return answer
+
+
+def _forwarded_body(route: Route, body: bytes, payload: Payload) -> bytes:
+    redactor = route.redactor
+
+    if redactor is None:
+        return body
+
+    # A Jsonnet MAC envelope carries the payload as a string inside the body.
+    if payload.data is not body or payload.document is None:
+        return redactor.redact_body(body, form=payload.form)
+
+    return redactor.redact_document(payload.document, form=payload.form)
+
+
+def client_certificate(scope: Scope) -> Mapping[str, Any] | None:
+    """Return the ASGI TLS extension when the client presented a certificate.
+
+    The server adds `scope["extensions"]["tls"]` as the ASGI TLS extension
+    describes it, with the PEM chain in `client_cert_chain`.
+    """
+    extensions = scope.get("extensions")
+    tls = extensions.get("tls") if isinstance(extensions, dict) else None
+
+    if isinstance(tls, Mapping) and tls.get("client_cert_chain"):
+        return tls
+
+    return None
 
 
 async def _send(send: Send, answer: Answer) -> None:
