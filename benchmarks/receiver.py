@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import socket
@@ -368,6 +369,17 @@ def start_ours(
     return process, port
 
 
+def pending_events(directory: Path) -> int:
+    """Count the accepted events not yet delivered when the load ends."""
+    import sqlite3
+
+    uri = f"file:{directory / 'state.db'}?mode=ro"
+
+    with contextlib.closing(sqlite3.connect(uri, uri=True, timeout=10)) as db:
+        row = db.execute("SELECT count(*) FROM inbox WHERE state = 'pending'")
+        return int(row.fetchone()[0])
+
+
 def stop(process: subprocess.Popen[bytes]) -> None:
     process.terminate()
 
@@ -416,6 +428,9 @@ def orchestrate(seconds: float, connections: int, only: list[str]) -> int:
                         port, connections, seconds, ca_file, watched
                     )
                     results[name]["rss_mb"] = peak_rss_mb(server.pid)
+
+                    if name == "ours":
+                        results[name]["backlog"] = pending_events(directory)
                 finally:
                     stop(server)
         finally:
@@ -446,6 +461,12 @@ def report(
         "srv us: CPU time per request of the server and its upstream; load us:"
         " of the load generator; busy: share of all CPUs in use"
     )
+
+    if "backlog" in results.get("ours", {}):
+        print(
+            f"ours: {results['ours']['backlog']:.0f} accepted events were still"
+            " waiting for delivery when the load ended"
+        )
 
     if set(results) != {"ours", "bare", "fastapi"}:
         return 0
