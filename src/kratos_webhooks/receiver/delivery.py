@@ -273,9 +273,8 @@ class DeliveryWorker:
             # Every slot is busy, and a finishing attempt wakes the loop.
             return self._poll_interval
 
-        # Ask for enough rows to find `free` events that are not in flight.
         due = await self._store.due_events(
-            now, free + len(self._in_flight), routes=self._targets.keys()
+            now, free, routes=self._targets.keys(), exclude=self._in_flight.keys()
         )
 
         for event in due:
