@@ -11,6 +11,7 @@ from ..errors import ConfigError
 from ..observability.metrics import HttpMetrics
 from ..secrets import KeySet, Secret
 from ..signing import Signer
+from ..tls.identity import ClientCertificateRules
 from .access import AllowList, SourceResolver
 from .authenticity import build_authenticator
 from .delivery import DeliveryWorker
@@ -69,7 +70,17 @@ def build_route(
         limits=limits,
         authenticator=authenticator,
         target=_build_target(route, store=store, worker=worker, client=client),
+        client_certificates=_client_certificate_rules(route),
     )
+
+
+def _client_certificate_rules(route: RouteConfig) -> ClientCertificateRules | None:
+    rules = route.client_certificates
+
+    if rules is None:
+        return None
+
+    return ClientCertificateRules.build(rules.subjects, rules.sans, rules.fingerprints)
 
 
 def _build_target(

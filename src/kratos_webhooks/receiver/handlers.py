@@ -13,19 +13,27 @@ import inspect
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ..tls.certificates import CertificateInfo
 
 __all__ = ["HookAnswer", "HookRequest", "call_handler", "import_handler"]
 
 
 @dataclass(frozen=True, slots=True)
 class HookRequest:
-    """An authenticated, parsed request: the route, its key, raw body and payload."""
+    """An authenticated, parsed request: the route, its key, raw body and payload.
+
+    `client_certificate` is the client certificate verified in the TLS
+    handshake, or None when the client presented none.
+    """
 
     route: str
     webhook_id: str
     body: bytes
     payload: dict[str, Any]
+    client_certificate: CertificateInfo | None = None
 
 
 @dataclass(frozen=True, slots=True)

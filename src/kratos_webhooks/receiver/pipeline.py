@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import structlog
 
@@ -20,6 +20,7 @@ from ..observability.metrics import HttpMetrics
 from .access import AllowList, SourceResolver
 from .answers import Answer, error_answer, internal_error_answer
 from .authenticity import Authenticator
+from .client_auth import check_client_certificate, client_certificate
 from .deduplication import KeyLocks, idempotency_key
 from .dispatch import Target
 from .handlers import HookRequest
@@ -28,6 +29,9 @@ from .payload import parse_payload
 from .ratelimit import RateLimits
 from .routing import RouteTable
 from .state import StateStore, StoredAnswer
+
+if TYPE_CHECKING:
+    from ..tls.identity import ClientCertificateRules
 
 __all__ = ["ReceiverApp", "Route"]
 
@@ -51,6 +55,7 @@ class Route:
     limits: BodyLimits
     authenticator: Authenticator
     target: Target
+    client_certificates: ClientCertificateRules | None = None
 
 
 @dataclass(slots=True)
@@ -125,6 +130,8 @@ class ReceiverApp:
     ) -> Answer:
         route = self._routes.match(scope["path"], scope["method"])
         outcome.route = route.path
+        certificate = client_certificate(scope)
+        check_client_certificate(route.client_certificates, certificate, route.path)
         headers: list[tuple[bytes, bytes]] = scope["headers"]
 
         client = scope.get("client")
@@ -144,7 +151,7 @@ class ReceiverApp:
 
         key = idempotency_key(route.path, authenticated.webhook_id, headers, body)
         outcome.webhook_id = key
-        request = HookRequest(route.path, key, body, payload)
+        request = HookRequest(route.path, key, body, payload, certificate)
         content_type = (declared.content_type or b"application/json").decode("latin-1")
 
         if not route.target.sync:
