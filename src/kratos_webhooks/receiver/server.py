@@ -157,6 +157,7 @@ class Receiver:
         self._stop = asyncio.Event()
         self._ready = False
         self.tls: ManagedServerTls | None = None
+        self._redirect: RedirectApp | None = None
         self.addresses: dict[str, str] = {}
 
     def request_stop(self) -> None:
@@ -188,6 +189,10 @@ class Receiver:
         )
         listeners = self._listeners(app, tls.context, metrics)
         sockets = [bind(address) for address, _, _ in listeners]
+
+        if self._redirect is not None:
+            # The configured port may be 0, so redirect to the bound one.
+            self._redirect.https_port = sockets[0].getsockname()[1]
 
         try:
             await store.start()
@@ -252,6 +257,7 @@ class Receiver:
         if server.http_listen is not None:
             host, port = parse_listen(server.listen)
             redirect_app = RedirectApp(port, _redirect_host(host))
+            self._redirect = redirect_app
             redirect = _listener(redirect_app, connection_limits, idle_timeout=1.0)
             result.append((server.http_listen, redirect, "http"))
 
