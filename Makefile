@@ -25,4 +25,5 @@ test: lint
 
 bench: install
 	$(BIN)/python benchmarks/verify.py
+	$(BIN)/python benchmarks/inbox.py
 	$(BIN)/python benchmarks/receiver.py

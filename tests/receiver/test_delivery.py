@@ -268,7 +268,7 @@ def test_dead_letter_after_last_attempt_then_redrive(
                 dead = store.get_event(event_id)
                 assert dead is not None
                 assert dead.attempts == 3
-                assert dead.last_error == "upstream answered 500"
+                assert dead.last_error == "upstream returned HTTP 500"
 
                 upstream.status = 204
                 assert store.redrive(event_id) == 1
@@ -337,7 +337,7 @@ def test_redirect_is_not_followed(tmp_path: Path) -> None:
 
             event = store.get_event(event_id)
             assert event is not None
-            assert event.last_error == "upstream answered 307"
+            assert event.last_error == "upstream returned HTTP 307"
 
         await upstream.stop()
         assert [r.path for r in upstream.received] == ["/deliveries"]

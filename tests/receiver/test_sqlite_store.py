@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import threading
 from contextlib import closing
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from kratos_webhooks.receiver.state import (
     DEFAULT_IDEMPOTENCY_WINDOW,
     StateStore,
     StorageError,
+    StorageNotFound,
     StoredAnswer,
 )
 
@@ -182,7 +184,7 @@ def test_expire_drops_old_records_and_deliveries(tmp_path: Path) -> None:
             first, second, third = sorted(e.id for e in store.list_events())
             await store.mark_delivered(first, clock())
             await store.mark_failed(
-                second, error="upstream answered 500", next_attempt_at=None
+                second, error="upstream returned HTTP 500", next_attempt_at=None
             )
             clock.advance(30)
             assert await store.expire(clock()) == 0
@@ -230,8 +232,12 @@ def test_failed_and_dead_events_then_redrive(tmp_path: Path) -> None:
             await store.mark_failed(
                 first, error="timed out", next_attempt_at=clock() + 5
             )
-            await store.mark_failed(second, error="answered 500", next_attempt_at=None)
-            await store.mark_failed(third, error="answered 404", next_attempt_at=None)
+            await store.mark_failed(
+                second, error="upstream returned HTTP 500", next_attempt_at=None
+            )
+            await store.mark_failed(
+                third, error="upstream returned HTTP 404", next_attempt_at=None
+            )
 
             retried = store.get_event(first)
             assert retried is not None
@@ -316,10 +322,10 @@ def test_close_commits_pending_writes(tmp_path: Path) -> None:
 def test_reading_missing_database_creates_nothing(tmp_path: Path) -> None:
     store = StateStore.open(f"sqlite://{tmp_path / 'absent.db'}")
 
-    with pytest.raises(StorageError, match="cannot open"):
+    with pytest.raises(StorageNotFound, match="no state database"):
         store.list_events()
 
-    with pytest.raises(StorageError, match="cannot open"):
+    with pytest.raises(StorageNotFound, match="no state database"):
         store.redrive(None)
 
     assert not (tmp_path / "absent.db").exists()
@@ -372,3 +378,31 @@ def test_open_rejects_unsupported_urls(url: str, message: str) -> None:
 def test_open_rejects_bad_window(tmp_path: Path, window: float) -> None:
     with pytest.raises(ConfigError, match="idempotency_window"):
         StateStore.open(f"sqlite://{tmp_path / 'state.db'}", idempotency_window=window)
+
+
+def test_cancelled_accept_is_not_stored(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with running_store(tmp_path) as store:
+            assert store._writer is not None
+            started = threading.Event()
+            gate = threading.Event()
+
+            def hold(connection: sqlite3.Connection) -> None:
+                started.set()
+                gate.wait(5)
+
+            holding = store._writer.submit(hold)
+            assert started.wait(5)
+            task = asyncio.create_task(accept(store, "msg_gone"))
+            await asyncio.sleep(0.05)
+            task.cancel()
+            gate.set()
+            holding.result(5)
+
+            with pytest.raises(asyncio.CancelledError):
+                await task
+
+            assert await accept(store, "msg_next")
+            assert [e.webhook_id for e in store.list_events()] == ["msg_next"]
+
+    asyncio.run(scenario())

@@ -58,7 +58,7 @@ def values(path: Path) -> list[int]:
 
 
 def test_failing_job_rolls_back_alone(tmp_path: Path, writer: BatchWriter) -> None:
-    # The first job holds the writer, so the next three land in one batch.
+    # The first job occupies the writer, so the next three land in one batch.
     gate, blocker = hold(writer)
     futures = [writer.submit(insert(v)) for v in (1, 1, 2)]  # type: ignore[arg-type]
     gate.set()
@@ -93,11 +93,11 @@ def test_failed_commit_fails_every_job(tmp_path: Path, writer: BatchWriter) -> N
 def test_cancelled_job_is_skipped(tmp_path: Path, writer: BatchWriter) -> None:
     gate, blocker = hold(writer)
     cancelled = writer.submit(insert(1))  # type: ignore[arg-type]
-    kept = writer.submit(insert(2))  # type: ignore[arg-type]
+    remaining = writer.submit(insert(2))  # type: ignore[arg-type]
     assert cancelled.cancel()
     gate.set()
     blocker.result(5)
-    assert kept.result(5) == 2
+    assert remaining.result(5) == 2
     assert values(tmp_path / "w.db") == [2]
 
 
@@ -114,10 +114,10 @@ def test_submit_after_close_raises(tmp_path: Path) -> None:
 
 
 def test_start_raises_connection_error(tmp_path: Path) -> None:
-    def refuse() -> sqlite3.Connection:
+    def fail_to_connect() -> sqlite3.Connection:
         raise sqlite3.OperationalError("unable to open database file")
 
-    writer = BatchWriter(refuse)
+    writer = BatchWriter(fail_to_connect)
 
     with pytest.raises(sqlite3.OperationalError):
         writer.start()

@@ -69,7 +69,7 @@ class Upstream:
     async def stop(self) -> None:
         assert self._server is not None
         assert self._task is not None
-        # Slow answers end at once, so shutting down does not wait for them.
+        # Slow responses end at once, so shutting down does not wait for them.
         self._stopping.set()
         self._server.should_exit = True
         await self._task

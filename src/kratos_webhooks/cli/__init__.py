@@ -11,6 +11,7 @@ import click
 from .. import __version__
 from .config import config_group
 from .demo import demo
+from .inbox import inbox
 from .secret import secret
 from .serve import serve
 from .signing import sign, verify
@@ -30,3 +31,4 @@ main.add_command(secret)
 main.add_command(config_group)
 main.add_command(serve)
 main.add_command(demo)
+main.add_command(inbox)

@@ -2,7 +2,7 @@
 
 Each delivery POSTs the original body, byte for byte, with its original
 Content-Type and the Standard Webhooks headers made with the route's upstream
-key set, plus `webhook-attempt`. A 2xx answer delivers the event. Any other
+key set, plus `webhook-attempt`. A 2xx response delivers the event. Any other
 status (redirects are never followed), a connection failure or a timeout is
 retried with exponential backoff and jitter until the attempts or the age run
 out, and the event then becomes a dead letter. Events survive restarts in the
@@ -41,7 +41,7 @@ DEFAULT_CONCURRENCY: Final = 8
 # How often an idle worker looks for due events it was not woken for, such as
 # events redriven by `kratos-webhooks inbox redrive` from another process.
 DEFAULT_POLL_INTERVAL: Final = 2.0
-# Only the status matters; a longer answer is cut off unread.
+# Only the status matters, so a longer response body is cut off unread.
 _MAX_ANSWER_BYTES: Final = 65536
 
 logger = logging.getLogger("kratos_webhooks.delivery")
@@ -114,7 +114,7 @@ class RetryPolicy:
 
 @dataclass(frozen=True, slots=True)
 class DeliveryTarget:
-    """Where and how a route's events are delivered.
+    """The upstream URL, keys, timeout and retry policy of one route's deliveries.
 
     `keys` is the upstream key set, apart from the secrets Kratos or the relay
     use, so the application can tell that a call came from the receiver.
@@ -236,6 +236,10 @@ class DeliveryWorker:
             except StorageError as exc:
                 logger.error("delivery worker cannot read the inbox: %s", exc)
                 delay = self._poll_interval
+            except Exception:
+                # A bug must not stop deliveries for good: log it, try again.
+                logger.exception("delivery worker failed; retrying")
+                delay = self._poll_interval
 
             if delay > 0 and not self._stopping:
                 with contextlib.suppress(TimeoutError):
@@ -341,7 +345,7 @@ class DeliveryWorker:
             raise _AttemptFailed("unreachable", _describe(exc)) from exc
 
         if not 200 <= status < 300:
-            raise _AttemptFailed("rejected", f"upstream answered {status}")
+            raise _AttemptFailed("rejected", f"upstream returned HTTP {status}")
 
     async def _record_failure(
         self,

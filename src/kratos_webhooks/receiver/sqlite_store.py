@@ -1,8 +1,8 @@
 """The SQLite state store: WAL, `synchronous=FULL`, one batching writer thread.
 
 Writes go through `BatchWriter`, so an accepted event is fsynced before its
-caller hears of it. Reads use one connection per thread; in WAL mode they never
-wait for the writer. The async read methods run on the event loop's thread,
+caller hears of it. Reads use one connection per thread, and in WAL mode they do
+not wait for the writer. The async read methods run on the event loop's thread,
 because an indexed lookup costs less than a hop to a worker thread.
 """
 
@@ -26,6 +26,7 @@ from .state import (
     Clock,
     StateStore,
     StorageError,
+    StorageNotFound,
     StoredAnswer,
 )
 from .writer import BatchWriter, WriterClosed
@@ -33,7 +34,7 @@ from .writer import BatchWriter, WriterClosed
 if TYPE_CHECKING:
     from ..observability.metrics import StateMetrics
 
-__all__ = ["SqliteStateStore"]
+__all__ = ["SCHEMA", "SqliteStateStore"]
 
 T = TypeVar("T")
 
@@ -43,7 +44,7 @@ SCHEMA_VERSION: Final = 1
 BUSY_TIMEOUT: Final = 5.0
 EXPIRY_PERIOD: Final = 60.0
 
-_SCHEMA: Final = """
+SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS idempotency (
     route TEXT NOT NULL,
     key TEXT NOT NULL,
@@ -186,12 +187,11 @@ class SqliteStateStore(StateStore):
 
         def accept(connection: sqlite3.Connection) -> tuple[StoredAnswer, bool]:
             now = self._clock()
-            stored = self._stored_answer(connection, route, key, now)
+            stored = self._claim_key(connection, route, key, answer, now)
 
             if stored is not None:
                 return stored, False
 
-            self._insert_answer(connection, route, key, answer, now)
             connection.execute(
                 "INSERT INTO inbox (route, webhook_id, body, content_type,"
                 " received_at, next_attempt_at, state, retry_since)"
@@ -206,45 +206,56 @@ class SqliteStateStore(StateStore):
         self, *, route: str, key: str, answer: StoredAnswer
     ) -> StoredAnswer:
         def remember(connection: sqlite3.Connection) -> StoredAnswer:
-            now = self._clock()
-            stored = self._stored_answer(connection, route, key, now)
-
-            if stored is not None:
-                return stored
-
-            self._insert_answer(connection, route, key, answer, now)
-            return answer
+            stored = self._claim_key(connection, route, key, answer, self._clock())
+            return answer if stored is None else stored
 
         return await self._write(remember)
 
     async def expire(self, now: float) -> int:
         return await self._write(lambda connection: self._expire(connection, now))
 
-    def _stored_answer(
-        self, connection: sqlite3.Connection, route: str, key: str, now: float
-    ) -> StoredAnswer | None:
-        row = connection.execute(
-            "SELECT status, body, content_type FROM idempotency"
-            " WHERE route = ? AND key = ? AND created_at > ?",
-            (route, key, now - self.idempotency_window),
-        ).fetchone()
-        return None if row is None else StoredAnswer(row[0], row[1], row[2])
-
-    @staticmethod
-    def _insert_answer(
+    def _claim_key(
+        self,
         connection: sqlite3.Connection,
         route: str,
         key: str,
         answer: StoredAnswer,
         now: float,
-    ) -> None:
-        # REPLACE overwrites a record that is past the window but not yet expired.
-        connection.execute(
-            "INSERT OR REPLACE INTO idempotency"
+    ) -> StoredAnswer | None:
+        """Store `answer` under the key unless a record within the window exists.
+
+        Returns None when the key was claimed, else the answer stored before.
+        """
+        # One statement in the common case: the insert, or the overwrite of a
+        # record that is past the window but not yet expired.
+        claimed = connection.execute(
+            "INSERT INTO idempotency"
             " (route, key, status, body, content_type, created_at)"
-            " VALUES (?, ?, ?, ?, ?, ?)",
-            (route, key, answer.status, bytes(answer.body), answer.content_type, now),
-        )
+            " VALUES (?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (route, key) DO UPDATE SET status = excluded.status,"
+            " body = excluded.body, content_type = excluded.content_type,"
+            " created_at = excluded.created_at"
+            " WHERE idempotency.created_at <= ?",
+            (
+                route,
+                key,
+                answer.status,
+                bytes(answer.body),
+                answer.content_type,
+                now,
+                now - self.idempotency_window,
+            ),
+        ).rowcount
+
+        if claimed:
+            return None
+
+        row = connection.execute(
+            "SELECT status, body, content_type FROM idempotency"
+            " WHERE route = ? AND key = ?",
+            (route, key),
+        ).fetchone()
+        return StoredAnswer(row[0], row[1], row[2])
 
     def _expire(self, connection: sqlite3.Connection, now: float) -> int:
         oldest = now - self.idempotency_window
@@ -387,6 +398,9 @@ class SqliteStateStore(StateStore):
         else:
             # mode=rw: reading a database that does not exist is an error, not
             # a reason to make an empty one.
+            if not Path(self.path).is_file():
+                raise StorageNotFound(f"no state database at {self.path}")
+
             uri = "file:" + quote(self.path) + "?mode=rw"
             connection = sqlite3.connect(
                 uri,
@@ -469,7 +483,7 @@ def _configure(connection: sqlite3.Connection) -> None:
         raise sqlite3.OperationalError(f"WAL mode is not available (got {mode})")
 
     # FULL: the WAL is fsynced at every commit, so a committed event survives a
-    # power loss, not only a crash of the process.
+    # crash of the process and, on a disk that honours fsync, a power loss.
     connection.execute("PRAGMA synchronous = FULL")
 
 
@@ -483,7 +497,7 @@ def _migrate(connection: sqlite3.Connection) -> None:
         )
 
     connection.executescript(
-        f"BEGIN IMMEDIATE; {_SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+        f"BEGIN IMMEDIATE; {SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
     )
 
 

@@ -23,11 +23,12 @@ __all__ = [
     "DEFAULT_IDEMPOTENCY_WINDOW",
     "StateStore",
     "StorageError",
+    "StorageNotFound",
     "StoredAnswer",
 ]
 
 # Kratos retries a failed web hook within seconds to minutes, and the relay keeps
-# the same webhook-id across those retries; a day covers both with a wide margin.
+# the same webhook-id across those retries. A day covers both with a wide margin.
 DEFAULT_IDEMPOTENCY_WINDOW: Final = 86400.0
 
 Clock = Callable[[], float]
@@ -36,9 +37,13 @@ Clock = Callable[[], float]
 class StorageError(Exception):
     """The state database cannot be opened, read or written.
 
-    The receiver answers 503 while this lasts, because nothing may be accepted
-    that is not durably stored.
+    The receiver should respond 503 while this lasts, because nothing may be
+    accepted that is not durably stored.
     """
+
+
+class StorageNotFound(StorageError):
+    """The state database does not exist, and the caller may not create it."""
 
 
 @dataclass(frozen=True, slots=True)
