@@ -1,6 +1,6 @@
 """The ASGI TLS extension of a connection: `scope["extensions"]["tls"]`.
 
-uvicorn (0.30 to 0.55) fills no TLS extension, so the receiver's protocol sets
+uvicorn 0.55 fills no TLS extension, so the receiver's protocol sets
 one per connection from the handshake's result. It follows the ASGI TLS
 extension, with one key of ours added:
 
