@@ -16,7 +16,7 @@ for demos and tests and listed in `Config.warnings`.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, Literal
@@ -262,8 +262,13 @@ def apply_environment(
     document: dict[str, Any],
     environ: Mapping[str, str],
     problems: list[tuple[str, str]],
+    *,
+    top_level_keys: Collection[str] = _TOP_LEVEL_KEYS,
 ) -> dict[str, Any]:
-    """Return a copy of the document with `KRATOS_WEBHOOKS_*` overrides applied."""
+    """Return a copy of the document with `KRATOS_WEBHOOKS_*` overrides applied.
+
+    Only variables whose first level is one of `top_level_keys` are overrides.
+    """
     result: dict[str, Any] = _deep_copy(document)
 
     for name in sorted(environ):
@@ -272,7 +277,7 @@ def apply_environment(
 
         parts = name[len(ENV_PREFIX) :].lower().split("__")
 
-        if parts[0] not in _TOP_LEVEL_KEYS:
+        if parts[0] not in top_level_keys:
             continue
 
         try:

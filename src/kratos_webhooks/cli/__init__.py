@@ -13,6 +13,8 @@ from .audit import audit
 from .config import config_group
 from .demo import demo
 from .inbox import inbox
+from .kratos_config import kratos_config
+from .relay import relay, relay_outbox
 from .secret import secret
 from .serve import serve
 from .signing import sign, verify
@@ -34,3 +36,6 @@ main.add_command(serve)
 main.add_command(demo)
 main.add_command(audit)
 main.add_command(inbox)
+main.add_command(kratos_config)
+main.add_command(relay)
+main.add_command(relay_outbox)

@@ -1,17 +1,21 @@
-"""`kratos-webhooks config check FILE`: validate a receiver configuration."""
+"""`kratos-webhooks config check FILE`: validate a receiver or relay configuration."""
 
 from __future__ import annotations
 
-import click
+from pathlib import Path
 
-from ..config import load_config
+import click
+import yaml
+
+from ..config import Config, load_config
 from ..errors import ConfigError
+from ..relay.config import RelayConfig, is_relay_document, load_relay_config
 from .options import EXIT_USAGE
 
 
 @click.group("config")
 def config_group() -> None:
-    """Check receiver configuration files."""
+    """Check receiver and relay configuration files."""
 
 
 @config_group.command("check")
@@ -23,7 +27,7 @@ def check(file: str) -> None:
     2 when it is not.
     """
     try:
-        config = load_config(file)
+        config = load_any_config(file)
     except ConfigError as exc:
         click.echo(f"{file}: {exc}", err=True)
 
@@ -36,3 +40,17 @@ def check(file: str) -> None:
         click.echo(f"warning: {path}: {message}", err=True)
 
     click.echo(f"{file}: ok, {len(config.routes)} route(s)")
+
+
+def load_any_config(file: str) -> Config | RelayConfig:
+    """Load a relay configuration when the file looks like one, else a receiver's."""
+    try:
+        document = yaml.safe_load(Path(file).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        # load_config reports the read or parse error with its details.
+        return load_config(file)
+
+    if is_relay_document(document):
+        return load_relay_config(file)
+
+    return load_config(file)

@@ -16,10 +16,10 @@ from typing import Any, TypeVar
 
 import click
 
-from ..config import load_config
 from ..errors import ConfigError
 from ..receiver.inbox import EVENT_STATES, EventState, InboxEvent
 from ..receiver.state import StateStore, StorageError, StorageNotFound
+from .config import load_any_config
 from .options import EXIT_REJECTED, ConfigProblem
 
 __all__ = ["inbox"]
@@ -47,8 +47,8 @@ def storage_options(func: F) -> F:
         "--config",
         "config_file",
         type=click.Path(dir_okay=False),
-        help=f"Receiver configuration file whose storage key names the state"
-        f" database; {STORAGE_ENV} overrides that key. The whole file is"
+        help=f"Receiver or relay configuration file whose storage key names the"
+        f" state database; {STORAGE_ENV} overrides that key. The whole file is"
         " validated, as serve does.",
     )(func)
     return func
@@ -178,7 +178,7 @@ def open_store(config_file: str | None, storage: str | None) -> StateStore:
     if url is None and config_file is not None:
         try:
             # The loader applies KRATOS_WEBHOOKS_STORAGE over the file's key.
-            url = load_config(config_file).storage
+            url = load_any_config(config_file).storage
         except ConfigError as exc:
             raise ConfigProblem.from_error(exc) from exc
 

@@ -119,6 +119,8 @@ class DeliveryTarget:
     `keys` is the upstream key set, apart from the secrets Kratos or the relay
     use, so the application can tell that a call came from the receiver.
     `ssl_context` verifies an https upstream; None means the system's default.
+    `all_keys` signs with every key of the set, for a rollover. `transport`,
+    when set, replaces the HTTP transport, as the relay's target guard does.
     """
 
     url: str
@@ -126,6 +128,8 @@ class DeliveryTarget:
     timeout: float = DEFAULT_TIMEOUT
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     ssl_context: ssl.SSLContext | None = None
+    all_keys: bool = False
+    transport: httpx.AsyncBaseTransport | None = None
 
     def __post_init__(self) -> None:
         if not self.url.startswith(("http://", "https://")):
@@ -171,7 +175,8 @@ class DeliveryWorker:
         self._clock = clock
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not a secret
         self._signers = {
-            route: Signer(t.keys, clock=clock) for route, t in targets.items()
+            route: Signer(t.keys, all_keys=t.all_keys, clock=clock)
+            for route, t in targets.items()
         }
         self._clients: dict[str, httpx.AsyncClient] = {}
         self._wake = asyncio.Event()
@@ -408,6 +413,7 @@ def _make_client(target: DeliveryTarget) -> httpx.AsyncClient:
     verify: ssl.SSLContext | bool = target.ssl_context or ssl.create_default_context()
     return httpx.AsyncClient(
         verify=verify,
+        transport=target.transport,
         timeout=httpx.Timeout(target.timeout),
         follow_redirects=False,
         # Proxies from the environment would send events through a machine the

@@ -1,0 +1,64 @@
+"""`kratos-webhooks relay --config FILE` and `relay-outbox list|show|redrive`."""
+
+from __future__ import annotations
+
+import click
+
+from ..errors import ConfigError
+from ..relay.config import load_relay_config
+from .inbox import list_command, redrive, show
+from .options import EXIT_START_FAILED, EXIT_USAGE
+from .serve import run_loop
+
+__all__ = ["relay", "relay_outbox"]
+
+
+@click.command("relay")
+@click.option(
+    "--config",
+    "config_file",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="The relay's YAML configuration file.",
+)
+def relay(config_file: str) -> None:
+    """Run the relay beside Kratos until SIGTERM or SIGINT.
+
+    Exit 0 after a clean stop, 2 when the configuration is invalid, 3 when the
+    listener, the TLS files or the outbox cannot start.
+    """
+    try:
+        config = load_relay_config(config_file)
+    except ConfigError as exc:
+        click.echo(f"{config_file}: {exc}", err=True)
+
+        for path, message in exc.problems:
+            click.echo(f"  {path or '(file)'}: {message}", err=True)
+
+        raise SystemExit(EXIT_USAGE) from exc
+
+    from ..observability.logging import configure_logging
+    from ..receiver.server import StartError
+    from ..relay.server import Relay
+
+    configure_logging(config.logging.level)
+
+    try:
+        run_loop(Relay(config).run())
+    except (StartError, ConfigError) as exc:
+        click.echo(f"cannot start the relay: {exc}", err=True)
+        raise SystemExit(EXIT_START_FAILED) from exc
+
+
+@click.group("relay-outbox")
+def relay_outbox() -> None:
+    """List, show and redrive the relay's async events (its outbox).
+
+    Give the relay's configuration with --config: its storage key names the
+    outbox database.
+    """
+
+
+relay_outbox.add_command(list_command)
+relay_outbox.add_command(show)
+relay_outbox.add_command(redrive)
