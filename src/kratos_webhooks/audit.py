@@ -12,17 +12,22 @@ import ipaddress
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 from .config import Config
 from .config_checks import parse_listen
 from .errors import ConfigError
 
+if TYPE_CHECKING:
+    from .relay.config import RelayConfig
+
 __all__ = [
     "RECEIVER_CHECKS",
+    "RELAY_CHECKS",
     "Finding",
     "Level",
     "audit_receiver",
+    "audit_relay",
     "fails_audit",
     "is_loopback",
 ]
@@ -43,7 +48,7 @@ class Finding:
     message: str
 
 
-Check = Callable[[Config], Iterable[Finding]]
+Check = Callable[[Any], Iterable[Finding]]
 
 
 def is_loopback(address: str) -> bool:
@@ -174,3 +179,46 @@ def audit_receiver(
 def fails_audit(findings: Iterable[Finding]) -> bool:
     """Tell whether any finding is at warning level or above."""
     return any(finding.level != "info" for finding in findings)
+
+
+def check_relay_listener(config: RelayConfig) -> Iterable[Finding]:
+    """Flag a relay reachable beyond loopback without TLS, and report its state."""
+    listener = config.relay
+
+    if listener.tls is not None:
+        yield Finding(
+            "info", "relay.tls", f"the relay serves HTTPS on {listener.listen}"
+        )
+    elif is_loopback(listener.listen):
+        yield Finding(
+            "info", "relay.listen", f"the relay listens on loopback ({listener.listen})"
+        )
+    else:
+        yield Finding(
+            "warning",
+            "relay.listen",
+            f"the relay listens on {listener.listen} without TLS: Kratos' "
+            "credential and every payload cross the network in clear text; set "
+            "relay.tls or listen on loopback",
+        )
+
+
+def check_relay_literal_secrets(config: RelayConfig) -> Iterable[Finding]:
+    """Flag secrets written into the relay's file."""
+    for key, message in config.warnings:
+        if "literal" in message:
+            yield Finding("warning", key, message)
+
+
+RELAY_CHECKS: Final[tuple[Check, ...]] = (
+    check_relay_listener,
+    check_relay_literal_secrets,
+)
+
+
+def audit_relay(
+    config: RelayConfig, checks: Sequence[Check] = RELAY_CHECKS
+) -> list[Finding]:
+    """Run the checks on a relay configuration, most severe findings first."""
+    findings = [finding for check in checks for finding in check(config)]
+    return sorted(findings, key=lambda finding: -LEVELS.index(finding.level))

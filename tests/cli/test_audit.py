@@ -203,3 +203,43 @@ def test_cli_bad_config_exits_2(tmp_path: Path) -> None:
 
     assert result.exit_code == 2
     assert "routes" in result.output
+
+
+@pytest.fixture
+def relay_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
+    from ..relay.test_config import SIGNING
+
+    monkeypatch.setenv("RELAY_TEST_SIGNING", SIGNING)
+    monkeypatch.setenv("RELAY_TEST_KRATOS", "kratos-key")
+
+
+@pytest.mark.usefixtures("relay_secrets")
+@pytest.mark.parametrize(
+    ("listen", "exit_code", "first_line"),
+    [
+        ("127.0.0.1:4480", 0, "info: relay.listen: the relay listens on loopback"),
+        ("0.0.0.0:4480", 1, "warning: relay.listen: the relay listens on 0.0.0.0"),
+    ],
+)
+def test_cli_relay_listener(
+    tmp_path: Path, listen: str, exit_code: int, first_line: str
+) -> None:
+    from ..relay.test_config import route
+
+    result = _run({"relay": {"listen": listen}, "routes": [route()]}, tmp_path)
+
+    assert result.exit_code == exit_code, result.output
+    assert result.output.splitlines()[0].startswith(first_line)
+
+
+@pytest.mark.usefixtures("relay_secrets")
+def test_cli_relay_with_tls(pki: Pki, tmp_path: Path) -> None:
+    from ..relay.test_config import route
+
+    tls = {"cert_file": str(pki.cert_file), "key_file": str(pki.key_file)}
+    document = {"relay": {"listen": "0.0.0.0:4480", "tls": tls}, "routes": [route()]}
+
+    result = _run(document, tmp_path)
+
+    assert result.exit_code == 0, result.output
+    assert "info: relay.tls: the relay serves HTTPS on 0.0.0.0:4480" in result.output
