@@ -22,7 +22,7 @@ import httpx
 import pytest
 
 from kratos_webhooks import HmacKey, KeySet, Signer
-from kratos_webhooks.credentials import jsonnet_mac
+from kratos_webhooks.credentials import jsonnet_envelope, jsonnet_mac
 
 from ..receiver.harness import (
     Certificates,
@@ -306,7 +306,7 @@ def mac_envelope(book: Ledger, payload: bytes, secret: str = MAC_SECRET) -> byte
     text = payload.decode()
     mac = jsonnet_mac(secret, text)
     book.forbidden.add(mac)
-    return json.dumps({"payload": text, "mac": mac}).encode()
+    return jsonnet_envelope(text, mac)
 
 
 def error_code(response: httpx.Response | RawResponse) -> str:
