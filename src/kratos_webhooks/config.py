@@ -32,6 +32,7 @@ __all__ = [
     "ENV_PREFIX",
     "MAX_SYNC_TIMEOUT",
     "AdminConfig",
+    "ClientCertificatesConfig",
     "Config",
     "DeliveryConfig",
     "LimitsConfig",
@@ -64,6 +65,21 @@ class TlsConfig:
     min_version: Literal["1.2", "1.3"] = "1.2"
     client_auth: Literal["off", "optional", "required"] = "off"
     client_ca_file: str | None = None
+    key_password: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ClientCertificatesConfig:
+    """Client certificates a route accepts: one match in any list is enough.
+
+    `subjects` lists subject common names, `sans` lists subject alternative
+    names written `dns:NAME`, `uri:URI` or `email:ADDRESS`, and `fingerprints`
+    lists SHA-256 fingerprints in hex, with or without colons.
+    """
+
+    subjects: tuple[str, ...] = ()
+    sans: tuple[str, ...] = ()
+    fingerprints: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,6 +186,7 @@ class RouteConfig:
             return "json"
 
         return "kratos"
+    client_certificates: ClientCertificatesConfig | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 
 from .errors import ConfigError
 from .secrets import HmacKey, Secret
+from .tls.checks import check_client_certificates, check_key_password
 
 if TYPE_CHECKING:
     from .config import Config, RouteConfig, ServerConfig, VerifyConfig
@@ -50,6 +51,7 @@ def parse_listen(address: str) -> tuple[str, int]:
 def check_config(config: Config, problems: Problems, warnings: Problems) -> None:
     """Record every semantic problem of a converted configuration."""
     _check_server(config.server, problems)
+    check_key_password(config.server.tls, "server.tls", problems, warnings)
     _check_listen(config.admin.listen, "admin.listen", problems)
 
     if not config.storage.startswith("sqlite://"):
@@ -71,6 +73,12 @@ def check_config(config: Config, problems: Problems, warnings: Problems) -> None
 
         seen.add(route.path)
         _check_route(route, path, problems, warnings)
+        check_client_certificates(
+            route.client_certificates,
+            config.server.tls,
+            f"{path}.client_certificates",
+            problems,
+        )
 
 
 def _check_listen(address: str, path: str, problems: Problems) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import click
 
 from .. import __version__
+from .audit import audit
 from .config import config_group
 from .demo import demo
 from .inbox import inbox
@@ -33,6 +34,7 @@ main.add_command(secret)
 main.add_command(config_group)
 main.add_command(serve)
 main.add_command(demo)
+main.add_command(audit)
 main.add_command(inbox)
 main.add_command(kratos_config)
 main.add_command(relay)

@@ -9,10 +9,16 @@ listed on each metric.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Final, Literal
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -26,6 +32,7 @@ __all__ = [
     "InboxCollector",
     "Metrics",
     "StateMetrics",
+    "TlsMetrics",
 ]
 
 PREFIX: Final = "kratos_webhooks_"
@@ -159,6 +166,38 @@ class DeliveryMetrics:
         self.dead_letters.labels(route).inc()
 
 
+class TlsMetrics:
+    """Handshake failures, certificate reloads and the server certificate's expiry."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.handshake_failures = Counter(
+            PREFIX + "tls_handshake_failures",
+            "Failed TLS handshakes by listener and reason: client_certificate_missing,"
+            " client_certificate_untrusted, client_certificate_expired,"
+            " client_certificate_not_yet_valid or tls_handshake_failed.",
+            ["listener", "reason"],
+            registry=registry,
+        )
+        self.reloads = Counter(
+            PREFIX + "tls_reloads",
+            "Reloads of a listener's certificate, key and client CA files, by"
+            " outcome: loaded, or failed (the previous files stay in use).",
+            ["listener", "outcome"],
+            registry=registry,
+        )
+        self.expiry = Gauge(
+            PREFIX + "tls_certificate_expiry_seconds",
+            "Seconds until the listener's server certificate expires; negative"
+            " once expired.",
+            ["listener"],
+            registry=registry,
+        )
+
+    def watch_expiry(self, listener: str, seconds_left: Callable[[], float]) -> None:
+        """Report `seconds_left()` for a listener at each scrape."""
+        self.expiry.labels(listener).set_function(seconds_left)
+
+
 class InboxCollector(Collector):
     """Inbox depth by state, read from the store at each scrape."""
 
@@ -201,6 +240,7 @@ class Metrics:
         self.http = HttpMetrics(self.registry)
         self.state = StateMetrics(self.registry)
         self.delivery = DeliveryMetrics(self.registry)
+        self.tls = TlsMetrics(self.registry)
         self._inbox: InboxCollector | None = None
 
     def watch_inbox(self, store: StateStore) -> None:

@@ -13,6 +13,7 @@ from ..kratos.redaction import Redactor
 from ..observability.metrics import HttpMetrics
 from ..secrets import KeySet, Secret
 from ..signing import Signer
+from ..tls.identity import ClientCertificateRules
 from .access import AllowList, SourceResolver
 from .authenticity import build_authenticator
 from .delivery import DeliveryWorker
@@ -77,6 +78,7 @@ def build_route(
         parser=parser,
         target=_build_target(route, handler, store=store, worker=worker, client=client),
         redactor=redactor,
+        client_certificates=_client_certificate_rules(route),
     )
 
 
@@ -122,6 +124,15 @@ def _load_handler(route: RouteConfig) -> Handler | None:
             f"cannot load the handler of {route.path}",
             problems=[(f"route {route.path}: handler", str(exc))],
         ) from exc
+
+
+def _client_certificate_rules(route: RouteConfig) -> ClientCertificateRules | None:
+    rules = route.client_certificates
+
+    if rules is None:
+        return None
+
+    return ClientCertificateRules.build(rules.subjects, rules.sans, rules.fingerprints)
 
 
 def _build_target(

@@ -1,9 +1,9 @@
 """uvicorn's httptools protocol with the limits it lacks: timeouts, header size, a cap.
 
-uvicorn (tested with 0.30 to 0.55) times out only idle keep-alive connections.
-A client that opens a connection and sends nothing, sends headers one byte at a
-time or stops in the middle of a body holds its connection forever. This
-subclass closes such connections:
+uvicorn (0.55, which the server extra pins) times out only idle keep-alive
+connections. A client that opens a connection and sends nothing, sends headers
+one byte at a time or stops in the middle of a body holds its connection
+forever. This subclass closes such connections:
 
 - header timeout: from the connection or the end of the previous answer until
   the headers are complete;
@@ -11,6 +11,11 @@ subclass closes such connections:
 - idle timeout: between an answer and the next request (uvicorn's keep-alive);
 - header size: the request line and headers together, answered 431;
 - connection cap: a connection past the cap is closed at once.
+
+It also closes a gap of uvicorn's: the client certificate verified in the TLS
+handshake never reaches the application. Each request's scope gets
+`scope["extensions"]["tls"]`, the ASGI TLS extension, filled once per
+connection by `kratos_webhooks.tls.extension.tls_extension`.
 """
 
 from __future__ import annotations
@@ -20,6 +25,8 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from ..tls.extension import tls_extension
 
 __all__ = ["ConnectionLimits", "bounded_protocol"]
 
@@ -54,6 +61,7 @@ def bounded_protocol(limits: ConnectionLimits) -> type[HttpToolsProtocol]:
             self._deadline: asyncio.TimerHandle | None = None
             self._in_headers = True
             self._header_bytes = 0
+            self._tls: dict[str, Any] | None = None
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(transport)
@@ -62,6 +70,11 @@ def bounded_protocol(limits: ConnectionLimits) -> type[HttpToolsProtocol]:
                 self.logger.warning("connection refused: the connection cap is reached")
                 transport.abort()
                 return
+
+            ssl_object = transport.get_extra_info("ssl_object")
+
+            if ssl_object is not None:
+                self._tls = tls_extension(ssl_object)
 
             self._arm(limits.header_timeout)
 
@@ -86,6 +99,10 @@ def bounded_protocol(limits: ConnectionLimits) -> type[HttpToolsProtocol]:
         def on_message_begin(self) -> None:
             super().on_message_begin()
             self._in_headers = True
+
+            if self._tls is not None:
+                extensions: dict[str, object] = {"tls": dict(self._tls)}
+                self.scope["extensions"] = extensions  # type: ignore[typeddict-item]
 
         def on_headers_complete(self) -> None:
             self._in_headers = False

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import structlog
 
@@ -21,6 +21,7 @@ from ..observability.metrics import HttpMetrics
 from .access import AllowList, SourceResolver
 from .answers import Answer, error_answer, internal_error_answer
 from .authenticity import Authenticator
+from .client_auth import check_client_certificate, client_certificate
 from .deduplication import KeyLocks, delivery_id, idempotency_key
 from .dispatch import HookRequest, Target
 from .limits import BodyLimits, ClientDisconnected, RequestHeaders, read_body
@@ -28,6 +29,9 @@ from .payload import Payload, PayloadParser
 from .ratelimit import RateLimits
 from .routing import RouteTable
 from .state import StateStore, StoredAnswer
+
+if TYPE_CHECKING:
+    from ..tls.identity import ClientCertificateRules
 
 __all__ = ["ReceiverApp", "Route"]
 
@@ -56,6 +60,7 @@ class Route:
     parser: PayloadParser
     target: Target
     redactor: Redactor | None = None
+    client_certificates: ClientCertificateRules | None = None
 
 
 @dataclass(slots=True)
@@ -129,6 +134,8 @@ class ReceiverApp:
     ) -> Answer:
         route = self._routes.match(scope["path"], scope["method"])
         outcome.route = route.path
+        certificate = client_certificate(scope)
+        check_client_certificate(route.client_certificates, certificate, route.path)
         headers: list[tuple[bytes, bytes]] = scope["headers"]
 
         client = scope.get("client")
@@ -155,7 +162,7 @@ class ReceiverApp:
             _forwarded_body(route, body, payload),
             payload,
             delivery,
-            client_certificate(scope),
+            _tls_extension(scope),
         )
         content_type = (declared.content_type or b"application/json").decode("latin-1")
 
@@ -200,7 +207,7 @@ def _forwarded_body(route: Route, body: bytes, payload: Payload) -> bytes:
     return redactor.redact_document(payload.document, form=payload.form)
 
 
-def client_certificate(scope: Scope) -> Mapping[str, Any] | None:
+def _tls_extension(scope: Scope) -> Mapping[str, Any] | None:
     """Return the ASGI TLS extension when the client presented a certificate.
 
     The server adds `scope["extensions"]["tls"]` as the ASGI TLS extension

@@ -28,7 +28,7 @@ class RedirectApp:
     """Answer each request with a 308 to the same path over HTTPS."""
 
     def __init__(self, https_port: int, fallback_host: str) -> None:
-        self._port = https_port
+        self.https_port = https_port
         self._fallback_host = fallback_host
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -41,7 +41,8 @@ class RedirectApp:
             if name == b"host" and _HOST.fullmatch(value):
                 host = value.decode("ascii").rpartition(":")[0] or value.decode("ascii")
 
-        netloc = host if self._port == 443 else f"{host}:{self._port}"
+        port = self.https_port
+        netloc = host if port == 443 else f"{host}:{port}"
         path = scope.get("raw_path") or scope["path"].encode()
         location = b"https://" + netloc.encode("ascii") + path
         query = scope.get("query_string", b"")

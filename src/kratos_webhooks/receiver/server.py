@@ -4,7 +4,8 @@ Three listeners share one event loop: HTTPS for the routes, an optional plain
 HTTP listener that only redirects, and the admin listener. uvicorn's forwarded
 header handling is off, because the pipeline resolves the source itself from
 `trusted_proxies`. SIGTERM stops accepting, lets in-flight requests finish,
-then stops the delivery worker and closes the store.
+then stops the delivery worker and closes the store. SIGHUP, like a change of
+the certificate, key or client CA files, reloads them for new connections.
 """
 
 from __future__ import annotations
@@ -26,13 +27,13 @@ from ..errors import ConfigError
 from ..observability.logging import SERVER_LOGGER
 from ..observability.metrics import Metrics
 from ..secrets import KeySet
+from ..tls.managed import ManagedServerTls
 from .admin import AdminApp
 from .build import build_app, upstream_client
 from .connection import ConnectionLimits, bounded_protocol
 from .delivery import DeliveryTarget, DeliveryWorker, RetryPolicy
 from .redirect import RedirectApp
 from .state import StateStore
-from .tls import server_context
 
 __all__ = ["HSTS", "Receiver", "StartError", "bind", "open_state"]
 
@@ -155,6 +156,8 @@ class Receiver:
         self.config = config
         self._stop = asyncio.Event()
         self._ready = False
+        self.tls: ManagedServerTls | None = None
+        self._redirect: RedirectApp | None = None
         self.addresses: dict[str, str] = {}
 
     def request_stop(self) -> None:
@@ -174,17 +177,22 @@ class Receiver:
         metrics = Metrics()
 
         try:
-            context = server_context(config.server.tls)
+            tls = ManagedServerTls.load(config.server.tls, metrics=metrics.tls)
+            self.tls = tls
             store, worker = open_state(config, metrics)
         except ConfigError as exc:
-            raise StartError(str(exc)) from exc
+            raise StartError(_describe(exc)) from exc
 
         client = upstream_client()
         app = build_app(
             config, store=store, worker=worker, metrics=metrics.http, client=client
         )
-        listeners = self._listeners(app, context, metrics)
+        listeners = self._listeners(app, tls.context, metrics)
         sockets = [bind(address) for address, _, _ in listeners]
+
+        if self._redirect is not None:
+            # The configured port may be 0, so redirect to the bound one.
+            self._redirect.https_port = sockets[0].getsockname()[1]
 
         try:
             await store.start()
@@ -202,7 +210,9 @@ class Receiver:
             log.info("listening", listener=name, address=self.addresses[name])
 
         await worker.start()
-        self._install_signal_handlers()
+        self._install_signal_handlers(tls)
+        watch_stop = asyncio.Event()
+        watcher = asyncio.create_task(tls.watch(watch_stop))
         ticks = [asyncio.create_task(server.main_loop()) for server in servers]
         self._ready = True
         log.info("started", routes=len(config.routes))
@@ -214,7 +224,8 @@ class Receiver:
         for server in servers:
             server.should_exit = True
 
-        await asyncio.gather(*ticks)
+        watch_stop.set()
+        await asyncio.gather(*ticks, watcher)
         front = [server for _, server, name in listeners if name != "admin"]
         await asyncio.gather(*(server.shutdown() for server in front))
         await worker.stop()
@@ -246,6 +257,7 @@ class Receiver:
         if server.http_listen is not None:
             host, port = parse_listen(server.listen)
             redirect_app = RedirectApp(port, _redirect_host(host))
+            self._redirect = redirect_app
             redirect = _listener(redirect_app, connection_limits, idle_timeout=1.0)
             result.append((server.http_listen, redirect, "http"))
 
@@ -256,11 +268,18 @@ class Receiver:
         result.append((self.config.admin.listen, admin, "admin"))
         return result
 
-    def _install_signal_handlers(self) -> None:
+    def _install_signal_handlers(self, tls: ManagedServerTls) -> None:
         loop = asyncio.get_running_loop()
 
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self.request_stop)
+
+        loop.add_signal_handler(signal.SIGHUP, tls.reload)
+
+
+def _describe(error: ConfigError) -> str:
+    details = "; ".join(message for _, message in error.problems)
+    return f"{error}: {details}" if details else str(error)
 
 
 def _redirect_host(listen_host: str) -> str:
