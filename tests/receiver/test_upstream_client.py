@@ -11,8 +11,10 @@ import trustme
 from kratos_webhooks.errors import ConfigError
 from kratos_webhooks.receiver.upstream_client import (
     MAX_ANSWER_BYTES,
+    AnswerTooLarge,
     UpstreamClient,
     UpstreamError,
+    UpstreamResponse,
 )
 
 Answer = Callable[[bytes], bytes | None]
@@ -28,12 +30,17 @@ class RawServer:
         self.answer = answer
         self.requests: list[bytes] = []
         self.connections = 0
+        self.open = 0
+        self.most_open = 0
+        self.close_after_answer = False
         self.port = 0
 
     async def handle(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
         self.connections += 1
+        self.open += 1
+        self.most_open = max(self.most_open, self.open)
 
         try:
             while True:
@@ -55,9 +62,13 @@ class RawServer:
 
                 writer.write(answer)
                 await writer.drain()
+
+                if self.close_after_answer:
+                    break
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
         finally:
+            self.open -= 1
             writer.close()
 
 
@@ -317,3 +328,311 @@ def test_https_verifies_the_certificate() -> None:
 def test_unusable_url_is_a_config_error(url: str) -> None:
     with pytest.raises(ConfigError):
         UpstreamClient(url)
+
+
+async def send(client: UpstreamClient, limit: int | None = 1024) -> UpstreamResponse:
+    return await client.send("POST", b"{}", [], max_answer_bytes=limit)
+
+
+@pytest.mark.parametrize(
+    ("answer", "close", "reused"),
+    [
+        (
+            b"HTTP/1.1 422 Unprocessable\r\ncontent-type: application/json;"
+            b' charset=utf-8\r\ncontent-length: 10\r\n\r\n{"a": "b"}',
+            False,
+            True,
+        ),
+        (
+            b"HTTP/1.1 422 Unprocessable\r\ncontent-type: application/json;"
+            b" charset=utf-8\r\ntransfer-encoding: chunked\r\n\r\n"
+            b'4\r\n{"a"\r\n6;x=y\r\n: "b"}\r\n0\r\n\r\n',
+            False,
+            True,
+        ),
+        (
+            b"HTTP/1.1 422 Unprocessable\r\ncontent-type: application/json;"
+            b' charset=utf-8\r\n\r\n{"a": "b"}',
+            True,
+            False,
+        ),
+    ],
+    ids=["length", "chunked", "until-close"],
+)
+def test_send_returns_status_headers_and_body(
+    answer: bytes, close: bool, reused: bool
+) -> None:
+    async def main() -> None:
+        async with raw_server(fixed(answer)) as server:
+            server.close_after_answer = close
+            client = UpstreamClient(f"http://127.0.0.1:{server.port}/")
+
+            for _ in range(2):
+                response = await send(client)
+                assert response.status == 422
+                assert response.body == b'{"a": "b"}'
+                assert response.header(b"content-type") == (
+                    "application/json; charset=utf-8"
+                )
+                assert response.header(b"retry-after") is None
+
+            await client.aclose()
+
+        assert server.connections == (1 if reused else 2)
+
+    run(main())
+
+
+@pytest.mark.parametrize(
+    ("answer", "close"),
+    [
+        (b"HTTP/1.1 200 OK\r\ncontent-length: 1025\r\n\r\n" + b"x" * 1025, False),
+        (
+            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n"
+            + b"400\r\n"
+            + b"x" * 1024
+            + b"\r\n1\r\nx\r\n0\r\n\r\n",
+            False,
+        ),
+        (b"HTTP/1.1 200 OK\r\n\r\n" + b"x" * 1025, True),
+    ],
+    ids=["length", "chunked", "until-close"],
+)
+def test_send_refuses_a_longer_body(answer: bytes, close: bool) -> None:
+    async def main() -> None:
+        async with raw_server(fixed(answer)) as server:
+            server.close_after_answer = close
+            client = UpstreamClient(f"http://127.0.0.1:{server.port}/")
+
+            with pytest.raises(AnswerTooLarge) as caught:
+                await send(client, limit=1024)
+
+            # The connection is dropped, not read to its end.
+            assert client._idle == []
+            await client.aclose()
+
+        assert caught.value.kind == "AnswerTooLarge"
+
+    run(main())
+
+
+def test_send_keeps_method_and_skips_body_of_head() -> None:
+    async def main() -> None:
+        answer = b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\n"
+
+        async with raw_server(fixed(answer)) as server:
+            client = UpstreamClient(f"http://127.0.0.1:{server.port}/hook")
+            put = await client.send("HEAD", b"", [], max_answer_bytes=1024)
+            await client.aclose()
+
+        assert put.status == 200
+        assert put.body == b""
+        assert server.requests[0].startswith(b"HEAD /hook HTTP/1.1\r\n")
+
+    run(main())
+
+
+@pytest.mark.parametrize("method", ["post", "GET /x HTTP/1.1\r\n", ""])
+def test_send_refuses_a_method_that_is_not_a_token(method: str) -> None:
+    async def main() -> None:
+        async with raw_server(fixed(NO_CONTENT)) as server:
+            client = UpstreamClient(f"http://127.0.0.1:{server.port}/")
+
+            with pytest.raises(ValueError, match="upper-case token"):
+                await client.send(method, b"{}", [], max_answer_bytes=1024)
+
+        assert server.requests == []
+
+    run(main())
+
+
+def test_redirect_is_sent_back_not_followed() -> None:
+    async def main() -> None:
+        answer = (
+            b"HTTP/1.1 302 Found\r\nlocation: http://169.254.169.254/\r\n"
+            b"content-length: 0\r\n\r\n"
+        )
+
+        async with raw_server(fixed(answer)) as server:
+            client = UpstreamClient(f"http://127.0.0.1:{server.port}/")
+            response = await send(client)
+            await client.aclose()
+
+        assert response.status == 302
+        assert response.header(b"location") == "http://169.254.169.254/"
+        assert len(server.requests) == 1
+
+    run(main())
+
+
+def test_resolver_chooses_the_address_and_host_keeps_the_name() -> None:
+    lookups: list[tuple[str, int]] = []
+
+    async def resolver(host: str, port: int) -> list[str]:
+        lookups.append((host, port))
+        return ["127.0.0.1"]
+
+    async def main() -> None:
+        async with raw_server(fixed(NO_CONTENT)) as server:
+            client = UpstreamClient(
+                f"http://receiver.test:{server.port}/", resolver=resolver
+            )
+            assert (await send(client)).status == 204
+            assert (await send(client)).status == 204
+            await client.aclose()
+
+        assert lookups == [("receiver.test", server.port)]
+        assert f"host: receiver.test:{server.port}".encode() in server.requests[0]
+
+    run(main())
+
+
+def test_resolver_failure_stops_the_request() -> None:
+    async def resolver(host: str, port: int) -> list[str]:
+        raise UpstreamError("ConnectError", f"{host} is not allowed")
+
+    async def main() -> None:
+        async with raw_server(fixed(NO_CONTENT)) as server:
+            client = UpstreamClient(
+                f"http://receiver.test:{server.port}/", resolver=resolver
+            )
+
+            with pytest.raises(UpstreamError, match=r"receiver\.test is not allowed"):
+                await send(client)
+
+        assert server.connections == 0
+
+    run(main())
+
+
+def _mutual_tls(ca: trustme.CA) -> ssl.SSLContext:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(context)
+    context.verify_mode = ssl.CERT_REQUIRED
+    ca.configure_trust(context)
+    return context
+
+
+def test_client_certificate_is_presented() -> None:
+    ca = trustme.CA()
+    with_certificate = ssl.create_default_context()
+    ca.configure_trust(with_certificate)
+    ca.issue_cert("relay.internal").configure_cert(with_certificate)
+    without = ssl.create_default_context()
+    ca.configure_trust(without)
+
+    async def main() -> None:
+        async with raw_server(fixed(NO_CONTENT), _mutual_tls(ca)) as server:
+            url = f"https://127.0.0.1:{server.port}/"
+            client = UpstreamClient(url, ssl_context=with_certificate)
+            assert (await send(client)).status == 204
+            await client.aclose()
+
+            anonymous = UpstreamClient(url, ssl_context=without)
+
+            with pytest.raises(UpstreamError) as caught:
+                await send(anonymous)
+
+            await anonymous.aclose()
+
+        # TLS 1.3 refuses the missing certificate after the handshake, so the
+        # refusal arrives as the connection ends instead of the response.
+        assert caught.value.kind in ("ConnectError", "ReadError")
+        assert len(server.requests) == 1
+
+    run(main())
+
+
+def test_minimum_tls_version_of_the_context_holds() -> None:
+    ca = trustme.CA()
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(server_context)
+    server_context.minimum_version = ssl.TLSVersion.TLSv1_2
+    server_context.maximum_version = ssl.TLSVersion.TLSv1_2
+    client_context = ssl.create_default_context()
+    ca.configure_trust(client_context)
+    client_context.minimum_version = ssl.TLSVersion.TLSv1_3
+
+    async def main() -> None:
+        async with raw_server(fixed(NO_CONTENT), server_context) as server:
+            client = UpstreamClient(
+                f"https://127.0.0.1:{server.port}/", ssl_context=client_context
+            )
+
+            with pytest.raises(UpstreamError) as caught:
+                await send(client)
+
+        assert caught.value.kind == "ConnectError"
+
+    run(main())
+
+
+def test_connect_timeout_bounds_a_stalled_handshake() -> None:
+    accepted: list[asyncio.StreamWriter] = []
+
+    async def silent(
+        _reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        # Accepts TCP, never answers the TLS hello.
+        accepted.append(writer)
+
+    async def main() -> None:
+        server = await asyncio.start_server(silent, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        client = UpstreamClient(f"https://127.0.0.1:{port}/", connect_timeout=0.3)
+        started = asyncio.get_running_loop().time()
+
+        try:
+            with pytest.raises(UpstreamError) as caught:
+                await send(client)
+        finally:
+            for writer in accepted:
+                writer.close()
+
+            server.close()
+            await server.wait_closed()
+
+        assert caught.value.kind == "ConnectTimeout"
+        assert asyncio.get_running_loop().time() - started < 2.0
+        assert len(accepted) == 1
+
+    run(main())
+
+
+def test_read_timeout_bounds_a_silent_server() -> None:
+    async def main() -> None:
+        async with raw_server(lambda _request: b"") as server:
+            client = UpstreamClient(
+                f"http://127.0.0.1:{server.port}/", read_timeout=0.3
+            )
+
+            with pytest.raises(UpstreamError) as caught:
+                await send(client)
+
+            server.answer = fixed(NO_CONTENT)
+            assert (await send(client)).status == 204
+            await client.aclose()
+
+        assert caught.value.kind == "ReadTimeout"
+        # The timed-out connection is never used again.
+        assert server.connections == 2
+
+    run(main())
+
+
+def test_max_connections_holds_requests_back() -> None:
+    async def main() -> None:
+        async with raw_server(fixed(NO_CONTENT)) as server:
+            client = UpstreamClient(
+                f"http://127.0.0.1:{server.port}/", max_connections=2, max_idle=2
+            )
+            statuses = await asyncio.gather(*(send(client) for _ in range(10)))
+            await client.aclose()
+
+        assert [response.status for response in statuses] == [204] * 10
+        # Without the bound, each of the ten would open its own connection.
+        assert server.connections <= 2
+        assert server.most_open <= 2
+        assert len(server.requests) == 10
+
+    run(main())

@@ -7,18 +7,19 @@ import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-import httpcore
-import httpx
 import pytest
 import trustme
 
+from kratos_webhooks.receiver.upstream_client import UpstreamClient, UpstreamError
 from kratos_webhooks.relay.target import (
     Address,
+    GuardedResolver,
+    Resolver,
     TargetPolicy,
     TargetRejected,
     classify,
     embedded_ipv4,
-    guarded_transport,
+    system_resolver,
 )
 
 CLASSIFIED = [
@@ -176,7 +177,8 @@ def test_check_url_rejects_non_http(url: str) -> None:
 
 
 class _Hello(BaseHTTPRequestHandler):
-    def do_GET(self) -> None:
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers["Content-Length"]))
         body = f"host={self.headers['Host']}".encode()
         self.send_response(200)
         self.send_header("Content-Length", str(len(body)))
@@ -214,100 +216,128 @@ class ScriptedResolver:
         return [ipaddress.ip_address(text) for text in answer]
 
 
-async def _get(transport: httpx.AsyncHTTPTransport, url: str) -> tuple[int, bytes]:
-    async with httpx.AsyncClient(transport=transport, trust_env=False) as client:
-        response = await client.get(url)
-        return response.status_code, response.content
+def guarded_client(
+    url: str,
+    policy: TargetPolicy,
+    resolver: Resolver = system_resolver,
+    context: ssl.SSLContext | None = None,
+) -> UpstreamClient:
+    return UpstreamClient(
+        url,
+        ssl_context=context,
+        resolver=GuardedResolver(policy, resolver=resolver),
+        connect_timeout=5.0,
+    )
+
+
+async def _post(client: UpstreamClient) -> tuple[int, bytes]:
+    try:
+        response = await client.send("POST", b"{}", [], max_answer_bytes=1024)
+    finally:
+        await client.aclose()
+
+    return response.status, response.body
 
 
 def test_guard_connects_to_checked_address(local_server: ThreadingHTTPServer) -> None:
     port = local_server.server_address[1]
     resolver = ScriptedResolver(["127.0.0.1"])
-    transport = guarded_transport(
-        TargetPolicy(allow_loopback=True),
-        ssl.create_default_context(),
-        resolver=resolver,
+    client = guarded_client(
+        f"http://receiver.test:{port}/", TargetPolicy(allow_loopback=True), resolver
     )
 
-    status, body = asyncio.run(_get(transport, f"http://receiver.test:{port}/"))
+    status, body = asyncio.run(_post(client))
 
     assert status == 200
     assert body == f"host=receiver.test:{port}".encode()
     assert resolver.lookups == ["receiver.test"]
 
 
-def test_guard_rejects_loopback_by_default(local_server: ThreadingHTTPServer) -> None:
+def test_guard_tries_each_checked_address(local_server: ThreadingHTTPServer) -> None:
     port = local_server.server_address[1]
-    transport = guarded_transport(
-        TargetPolicy(),
-        ssl.create_default_context(),
-        resolver=ScriptedResolver(["127.0.0.1"]),
+    # Nothing listens on 127.0.0.2 at this port, so the second address answers.
+    resolver = ScriptedResolver(["127.0.0.2", "127.0.0.1"])
+    client = guarded_client(
+        f"http://receiver.test:{port}/", TargetPolicy(allow_loopback=True), resolver
     )
 
-    with pytest.raises(httpx.ConnectError) as caught:
-        asyncio.run(_get(transport, f"http://receiver.test:{port}/"))
+    status, _body = asyncio.run(_post(client))
 
-    assert isinstance(caught.value.__cause__, TargetRejected)
-    assert caught.value.__cause__.category == "loopback"
+    assert status == 200
+    assert resolver.lookups == ["receiver.test"]
+
+
+def test_guard_rejects_loopback_by_default(local_server: ThreadingHTTPServer) -> None:
+    port = local_server.server_address[1]
+    client = guarded_client(
+        f"http://receiver.test:{port}/", TargetPolicy(), ScriptedResolver(["127.0.0.1"])
+    )
+
+    with pytest.raises(TargetRejected) as caught:
+        asyncio.run(_post(client))
+
+    assert caught.value.category == "loopback"
+    assert caught.value.kind == "ConnectError"
 
 
 def test_guard_rejects_after_dns_change(local_server: ThreadingHTTPServer) -> None:
     port = local_server.server_address[1]
     # The first lookup is harmless; the name then moves to the metadata service.
     resolver = ScriptedResolver(["127.0.0.1"], ["169.254.169.254"])
-    transport = guarded_transport(
+    client = guarded_client(
+        f"http://receiver.test:{port}/",
         TargetPolicy(allow_loopback=True, allow_private=True),
-        ssl.create_default_context(),
-        resolver=resolver,
+        resolver,
     )
 
     async def scenario() -> BaseException | None:
-        async with httpx.AsyncClient(transport=transport, trust_env=False) as client:
-            first = await client.get(f"http://receiver.test:{port}/")
-            assert first.status_code == 200
-            # Close pooled connections so the next request dials again.
-            await transport._pool.aclose()
+        first = await client.send("POST", b"{}", [], max_answer_bytes=1024)
+        assert first.status == 200
+        # Close kept connections so the next request dials again.
+        await client.aclose()
 
-            try:
-                await client.get(f"http://receiver.test:{port}/")
-            except httpx.ConnectError as exc:
-                return exc.__cause__
+        try:
+            await client.send("POST", b"{}", [], max_answer_bytes=1024)
+        except TargetRejected as exc:
+            return exc
 
-            return None
+        return None
 
-    cause = asyncio.run(scenario())
+    rejected = asyncio.run(scenario())
 
-    assert isinstance(cause, TargetRejected)
-    assert cause.category == "metadata"
+    assert isinstance(rejected, TargetRejected)
+    assert rejected.category == "metadata"
     assert resolver.lookups == ["receiver.test", "receiver.test"]
 
 
 def test_guard_rejects_mixed_answer(local_server: ThreadingHTTPServer) -> None:
     port = local_server.server_address[1]
     resolver = ScriptedResolver(["127.0.0.1", "::ffff:169.254.169.254"])
-    transport = guarded_transport(
-        TargetPolicy(allow_loopback=True),
-        ssl.create_default_context(),
-        resolver=resolver,
+    client = guarded_client(
+        f"http://receiver.test:{port}/", TargetPolicy(allow_loopback=True), resolver
     )
 
-    with pytest.raises(httpx.ConnectError) as caught:
-        asyncio.run(_get(transport, f"http://receiver.test:{port}/"))
+    with pytest.raises(TargetRejected) as caught:
+        asyncio.run(_post(client))
 
-    assert isinstance(caught.value.__cause__, TargetRejected)
+    assert caught.value.category == "metadata"
 
 
 def test_guard_rejects_address_literal() -> None:
-    transport = guarded_transport(TargetPolicy(), ssl.create_default_context())
+    resolver = ScriptedResolver(["127.0.0.1"])
+    client = guarded_client(
+        "http://169.254.169.254/latest/meta-data/", TargetPolicy(), resolver
+    )
 
-    with pytest.raises(httpx.ConnectError) as caught:
-        asyncio.run(_get(transport, "http://169.254.169.254/latest/meta-data/"))
+    with pytest.raises(TargetRejected) as caught:
+        asyncio.run(_post(client))
 
-    assert isinstance(caught.value.__cause__, TargetRejected)
-    assert caught.value.__cause__.category == "metadata"
+    assert caught.value.category == "metadata"
+    # A literal is checked as it is, never looked up.
+    assert resolver.lookups == []
 
 
-def test_guard_keeps_name_for_tls(tmp_path: object) -> None:
+def test_guard_keeps_name_for_tls() -> None:
     authority = trustme.CA()
     certificate = authority.issue_cert("receiver.test")
     server_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -324,23 +354,27 @@ def test_guard_keeps_name_for_tls(tmp_path: object) -> None:
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     port = server.server_address[1]
+    loopback = TargetPolicy(allow_loopback=True)
 
     try:
-        transport = guarded_transport(
-            TargetPolicy(allow_loopback=True),
+        client = guarded_client(
+            f"https://receiver.test:{port}/",
+            loopback,
+            ScriptedResolver(["127.0.0.1"]),
             client_context,
-            resolver=ScriptedResolver(["127.0.0.1"]),
         )
-        status, body = asyncio.run(_get(transport, f"https://receiver.test:{port}/"))
+        status, body = asyncio.run(_post(client))
 
-        other = guarded_transport(
-            TargetPolicy(allow_loopback=True),
+        # The same address under a name the certificate does not carry.
+        other = guarded_client(
+            f"https://other.test:{port}/",
+            loopback,
+            ScriptedResolver(["127.0.0.1"]),
             client_context,
-            resolver=ScriptedResolver(["127.0.0.1"]),
         )
 
-        with pytest.raises(httpx.ConnectError):
-            asyncio.run(_get(other, f"https://other.test:{port}/"))
+        with pytest.raises(UpstreamError) as caught:
+            asyncio.run(_post(other))
     finally:
         server.shutdown()
         server.server_close()
@@ -348,27 +382,26 @@ def test_guard_keeps_name_for_tls(tmp_path: object) -> None:
 
     assert status == 200
     assert body == f"host=receiver.test:{port}".encode()
-
-
-def test_guard_rejects_unix_sockets() -> None:
-    from kratos_webhooks.relay.target import GuardedBackend
-
-    backend = GuardedBackend(TargetPolicy(allow_loopback=True, allow_private=True))
-
-    with pytest.raises(TargetRejected):
-        asyncio.run(backend.connect_unix_socket("/run/receiver.sock"))
+    assert caught.value.kind == "ConnectError"
+    assert not isinstance(caught.value, TargetRejected)
 
 
 def test_guard_reports_unresolvable_host() -> None:
     async def fail(host: str, port: int) -> list[Address]:
         raise OSError("no such host")
 
-    transport = guarded_transport(
-        TargetPolicy(), ssl.create_default_context(), resolver=fail
-    )
+    client = guarded_client("http://missing.test/", TargetPolicy(), fail)
 
-    with pytest.raises(httpx.ConnectError) as caught:
-        asyncio.run(_get(transport, "http://missing.test/"))
+    with pytest.raises(UpstreamError) as caught:
+        asyncio.run(_post(client))
 
-    assert isinstance(caught.value.__cause__, httpcore.ConnectError)
-    assert not isinstance(caught.value.__cause__, TargetRejected)
+    assert caught.value.kind == "ConnectError"
+    assert "cannot resolve missing.test" in str(caught.value)
+    assert not isinstance(caught.value, TargetRejected)
+
+
+def test_guard_reports_empty_answer() -> None:
+    client = guarded_client("http://empty.test/", TargetPolicy(), ScriptedResolver([]))
+
+    with pytest.raises(UpstreamError, match="resolves to no address"):
+        asyncio.run(_post(client))

@@ -22,14 +22,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final, Literal, Protocol
 
-import httpx
-
 from ..errors import ConfigError, InvalidWebhookId
 from ..secrets import KeySet
 from ..signing import Signer
 from .inbox import InboxEvent
 from .state import StateStore, StorageError
-from .upstream_client import UpstreamClient, UpstreamError
+from .upstream_client import AddressResolver, UpstreamClient, UpstreamError
 
 if TYPE_CHECKING:
     from ..observability.metrics import DeliveryMetrics, DeliveryOutcome
@@ -48,8 +46,6 @@ _RECORDING_FACTOR: Final = 4
 # How often an idle worker looks for due events it was not woken for, such as
 # events redriven by `kratos-webhooks inbox redrive` from another process.
 DEFAULT_POLL_INTERVAL: Final = 2.0
-# Only the status matters, so a longer response body is cut off unread.
-_MAX_ANSWER_BYTES: Final = 65536
 
 logger = logging.getLogger("kratos_webhooks.delivery")
 
@@ -126,9 +122,9 @@ class DeliveryTarget:
     `keys` is the upstream key set, apart from the secrets Kratos or the relay
     use, so the application can tell that a call came from the receiver.
     `ssl_context` verifies an https upstream; None means the system's default.
-    `all_keys` signs with every key of the set, for a rollover. `transport`,
-    when set, replaces the HTTP transport, as the relay's target guard does;
-    such a target is delivered with httpx, any other with `UpstreamClient`.
+    `all_keys` signs with every key of the set, for a rollover. `resolver`,
+    when set, chooses the addresses to connect to, as the relay's target guard
+    does; `connect_timeout` bounds each new connection within `timeout`.
     """
 
     url: str
@@ -137,7 +133,8 @@ class DeliveryTarget:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     ssl_context: ssl.SSLContext | None = None
     all_keys: bool = False
-    transport: httpx.AsyncBaseTransport | None = None
+    resolver: AddressResolver | None = None
+    connect_timeout: float | None = None
 
     def __post_init__(self) -> None:
         if not self.url.startswith(("http://", "https://")):
@@ -372,8 +369,6 @@ class DeliveryWorker:
             ) from exc
         except UpstreamError as exc:
             raise _AttemptFailed("unreachable", str(exc)) from exc
-        except httpx.HTTPError as exc:
-            raise _AttemptFailed("unreachable", _describe(exc)) from exc
         except ValueError as exc:
             # A content type with a line break, from a row not written by the
             # receiver. Retries cannot fix it.
@@ -445,53 +440,11 @@ class _Poster(Protocol):
     async def aclose(self) -> None: ...
 
 
-class _HttpxPoster:
-    """Deliveries through httpx, for targets that bring their own transport."""
-
-    def __init__(self, target: DeliveryTarget) -> None:
-        verify: ssl.SSLContext | bool = (
-            target.ssl_context or ssl.create_default_context()
-        )
-        self._url = target.url
-        self._client = httpx.AsyncClient(
-            verify=verify,
-            transport=target.transport,
-            timeout=httpx.Timeout(target.timeout),
-            follow_redirects=False,
-            # Proxies from the environment would send events through a machine
-            # the configuration does not name.
-            trust_env=False,
-        )
-
-    async def post(self, body: bytes, headers: dict[str, str]) -> int:
-        async with self._client.stream(
-            "POST", self._url, content=body, headers=headers
-        ) as response:
-            read = 0
-
-            async for chunk in response.aiter_raw():
-                read += len(chunk)
-
-                if read > _MAX_ANSWER_BYTES:
-                    break
-
-            return response.status_code
-
-    async def aclose(self) -> None:
-        await self._client.aclose()
-
-
 def _make_poster(target: DeliveryTarget, concurrency: int) -> _Poster:
-    if target.transport is not None:
-        return _HttpxPoster(target)
-
     return UpstreamClient(
-        target.url, ssl_context=target.ssl_context, max_idle=concurrency
+        target.url,
+        ssl_context=target.ssl_context,
+        max_idle=concurrency,
+        resolver=target.resolver,
+        connect_timeout=target.connect_timeout,
     )
-
-
-def _describe(error: httpx.HTTPError) -> str:
-    """Name a transport error without the URL, which may carry a query string."""
-    message = str(error).split("\n", 1)[0]
-    name = type(error).__name__
-    return f"{name}: {message}" if message else name

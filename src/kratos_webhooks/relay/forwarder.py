@@ -17,8 +17,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Final
 
-import httpx
-
 from ..errors import (
     ConfigError,
     InvalidUpstreamAnswer,
@@ -26,12 +24,18 @@ from ..errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
+from ..receiver.upstream_client import (
+    AnswerTooLarge,
+    UpstreamClient,
+    UpstreamError,
+    UpstreamResponse,
+)
 from ..signing import Signer
 from .target import (
+    GuardedResolver,
     Resolver,
     TargetPolicy,
     TargetRejected,
-    guarded_transport,
     system_resolver,
 )
 
@@ -43,6 +47,7 @@ __all__ = [
     "ForwardFailed",
     "ForwardedResponse",
     "Forwarder",
+    "RelayClient",
     "client_context",
     "passed_headers",
     "relay_client",
@@ -54,6 +59,7 @@ Header = tuple[bytes, bytes]
 TRIGGER_HEADER: Final = "ory-webhook-trigger-id"
 USER_AGENT: Final = "kratos-webhooks-relay"
 DEFAULT_CONNECT_TIMEOUT: Final = 5.0
+DEFAULT_READ_TIMEOUT: Final = 25.0
 # Kratos reads at most 5 MiB of a web hook's response and cuts the rest, which
 # breaks the JSON, so the relay rejects a longer response instead.
 MAX_ANSWER_BYTES: Final = 5 * 1024 * 1024
@@ -75,6 +81,7 @@ _PASSED_HEADERS: Final = frozenset(
 # Kratos sends a UUID, and any other token that fits a message id is kept too.
 _TRIGGER_ID: Final = re.compile(rb"[A-Za-z0-9_-]{1,200}")
 _RETRY_AFTER_STATUSES: Final = frozenset({429, 503})
+_TIMEOUTS: Final = frozenset({"ConnectTimeout", "ReadTimeout"})
 
 
 def webhook_id_for(route: str, headers: Iterable[Header], body: bytes) -> str:
@@ -144,29 +151,83 @@ def client_context(
     return context
 
 
+class RelayClient:
+    """The relay's HTTP clients: guarded targets, no redirects, no proxies.
+
+    One kept-alive client per target URL, each allowed `max_connections`
+    connections at once. Connections are made only to addresses the target
+    guard checked, verified with `context`.
+    """
+
+    def __init__(
+        self,
+        context: ssl.SSLContext,
+        policy: TargetPolicy,
+        *,
+        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+        read_timeout: float = DEFAULT_READ_TIMEOUT,
+        max_connections: int = 100,
+        resolver: Resolver = system_resolver,
+    ) -> None:
+        self.context = context
+        self.guard = GuardedResolver(policy, resolver=resolver)
+        self._connect_timeout = connect_timeout
+        self._read_timeout = read_timeout
+        self._max_connections = max_connections
+        self._clients: dict[str, UpstreamClient] = {}
+
+    def upstream(self, url: str) -> UpstreamClient:
+        """Return the client for `url`, made on first use.
+
+        Raises:
+            ConfigError: the URL is not http:// or https:// with a host.
+        """
+        client = self._clients.get(url)
+
+        if client is None:
+            client = UpstreamClient(
+                url,
+                ssl_context=self.context,
+                max_idle=self._max_connections,
+                max_connections=self._max_connections,
+                resolver=self.guard,
+                connect_timeout=self._connect_timeout,
+                read_timeout=self._read_timeout,
+                user_agent=USER_AGENT,
+            )
+            self._clients[url] = client
+
+        return client
+
+    async def aclose(self) -> None:
+        """Close every idle connection."""
+        for client in self._clients.values():
+            await client.aclose()
+
+    async def __aenter__(self) -> RelayClient:
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        await self.aclose()
+
+
 def relay_client(
     context: ssl.SSLContext,
     policy: TargetPolicy,
     *,
     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
-    read_timeout: float = 25.0,
+    read_timeout: float = DEFAULT_READ_TIMEOUT,
     max_connections: int = 100,
     resolver: Resolver = system_resolver,
-) -> httpx.AsyncClient:
-    """Make the relay's HTTP client: guarded targets, no redirects, no proxies.
-
-    NOTE: the relay hop adds about 1.8 ms at p50 on loopback
-    (benchmarks/relay.py on a 2-core VM), above the 1 ms target; where the
-    time goes has not been profiled yet.
-    """
-    transport = guarded_transport(
-        policy, context, max_connections=max_connections, resolver=resolver
-    )
-    return httpx.AsyncClient(
-        transport=transport,
-        timeout=httpx.Timeout(read_timeout, connect=connect_timeout),
-        follow_redirects=False,
-        trust_env=False,
+) -> RelayClient:
+    """Make the relay's HTTP client: guarded targets, no redirects, no proxies."""
+    return RelayClient(
+        context,
+        policy,
+        connect_timeout=connect_timeout,
+        read_timeout=read_timeout,
+        max_connections=max_connections,
+        resolver=resolver,
     )
 
 
@@ -195,13 +256,13 @@ class Forwarder:
         self,
         url: str,
         signer: Signer,
-        client: httpx.AsyncClient,
+        client: RelayClient,
         *,
         budget: float,
     ) -> None:
         self.url = url
         self._signer = signer
-        self._client = client
+        self._upstream = client.upstream(url)
         self._budget = budget
 
     def headers(
@@ -212,17 +273,17 @@ class Forwarder:
         content_type: str,
         passed: Iterable[Header] = (),
     ) -> list[tuple[str, str]]:
-        """Return the outgoing headers: Kratos' passed ones, then a fresh signature."""
+        """Return the outgoing headers: Kratos' passed ones, then a fresh signature.
+
+        The client adds `host`, `user-agent` and `content-length`.
+        """
         headers = [
             (name.decode("latin-1"), value.decode("latin-1")) for name, value in passed
         ]
         # The response body goes back to Kratos as received, so it must not
         # arrive compressed.
-        headers += [
-            ("content-type", content_type),
-            ("user-agent", USER_AGENT),
-            ("accept-encoding", "identity"),
-        ]
+        headers.append(("content-type", content_type))
+        headers.append(("accept-encoding", "identity"))
         headers += self._signer.sign(body, msg_id=webhook_id).items()
         return headers
 
@@ -238,7 +299,8 @@ class Forwarder:
         """Send one signed attempt and return the receiver's response.
 
         Raises:
-            UpstreamTimeout: no complete response within the budget.
+            UpstreamTimeout: no complete response within the budget, or no
+                connection within the connect timeout.
             ForwardFailed: the receiver could not be reached, or its address
                 is rejected by the target guard.
             InvalidUpstreamAnswer: a redirect, or a response above 5 MiB.
@@ -246,56 +308,41 @@ class Forwarder:
         headers = self.headers(
             body, webhook_id=webhook_id, content_type=content_type, passed=passed
         )
-        request = self._client.build_request(
-            method, self.url, content=body, headers=headers
-        )
 
         try:
             async with asyncio.timeout(self._budget):
-                response = await self._client.send(request, stream=True)
-
-                try:
-                    forwarded = await _read_response(response)
-                finally:
-                    await response.aclose()
-        except (TimeoutError, httpx.TimeoutException) as exc:
+                response = await self._upstream.send(
+                    method, body, headers, max_answer_bytes=MAX_ANSWER_BYTES
+                )
+        except TimeoutError as exc:
             raise UpstreamTimeout("The receiver did not respond in time.") from exc
-        except httpx.HTTPError as exc:
+        except AnswerTooLarge as exc:
+            message = "The receiver's response is above 5 MiB."
+            raise InvalidUpstreamAnswer(message) from exc
+        except UpstreamError as exc:
+            if exc.kind in _TIMEOUTS:
+                raise UpstreamTimeout("The receiver did not respond in time.") from exc
+
             raise ForwardFailed(_describe(exc)) from exc
 
-        return forwarded
+        if 300 <= response.status < 400:
+            # Kratos counts an unfollowed 3xx as success, so passing it on would
+            # hide a misrouted receiver.
+            raise InvalidUpstreamAnswer("The receiver responded with a redirect.")
+
+        return ForwardedResponse(
+            status=response.status,
+            body=response.body,
+            content_type=response.header(b"content-type") or "application/json",
+            retry_after=_capped_retry_after(response),
+        )
 
 
-async def _read_response(response: httpx.Response) -> ForwardedResponse:
-    if response.is_redirect or 300 <= response.status_code < 400:
-        # Kratos counts an unfollowed 3xx as success, so passing it on would
-        # hide a misrouted receiver.
-        raise InvalidUpstreamAnswer("The receiver responded with a redirect.")
-
-    parts: list[bytes] = []
-    size = 0
-
-    async for chunk in response.aiter_raw():
-        size += len(chunk)
-
-        if size > MAX_ANSWER_BYTES:
-            raise InvalidUpstreamAnswer("The receiver's response is above 5 MiB.")
-
-        parts.append(chunk)
-
-    return ForwardedResponse(
-        status=response.status_code,
-        body=b"".join(parts),
-        content_type=response.headers.get("content-type", "application/json"),
-        retry_after=_capped_retry_after(response),
-    )
-
-
-def _capped_retry_after(response: httpx.Response) -> str | None:
-    if response.status_code not in _RETRY_AFTER_STATUSES:
+def _capped_retry_after(response: UpstreamResponse) -> str | None:
+    if response.status not in _RETRY_AFTER_STATUSES:
         return None
 
-    value: str | None = response.headers.get("retry-after")
+    value = response.header(b"retry-after")
 
     if value is None:
         return None
@@ -309,11 +356,9 @@ def _capped_retry_after(response: httpx.Response) -> str | None:
     return str(MAX_RETRY_AFTER)
 
 
-def _describe(error: httpx.HTTPError) -> str:
+def _describe(error: UpstreamError) -> str:
     """Name a transport failure without the URL, which may carry a query string."""
-    cause = error.__cause__
+    if isinstance(error, TargetRejected):
+        return f"target rejected: {error.category} address"
 
-    if isinstance(cause, TargetRejected):
-        return f"target rejected: {cause.category} address"
-
-    return type(error).__name__
+    return error.kind

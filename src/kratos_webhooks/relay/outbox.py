@@ -17,7 +17,7 @@ from ..receiver.delivery import DeliveryTarget, DeliveryWorker, RetryPolicy
 from ..receiver.state import StateStore
 from ..secrets import KeySet
 from .config import OutboxDeliveryConfig, RelayConfig
-from .target import Resolver, guarded_transport, system_resolver
+from .target import GuardedResolver, Resolver, system_resolver
 
 __all__ = ["ScheduleRetryPolicy", "open_outbox", "schedule_policy"]
 
@@ -72,7 +72,8 @@ def open_outbox(
     store = StateStore.open(
         config.storage, idempotency_window=config.idempotency_window
     )
-    policy = config.outbound.policy
+    outbound = config.outbound
+    guard = GuardedResolver(outbound.policy, resolver=resolver)
     targets = {
         route.path: DeliveryTarget(
             url=route.target,
@@ -81,7 +82,8 @@ def open_outbox(
             timeout=route.delivery.timeout,
             retry=schedule_policy(route.delivery),
             ssl_context=context,
-            transport=guarded_transport(policy, context, resolver=resolver),
+            resolver=guard,
+            connect_timeout=outbound.connect_timeout,
         )
         for route in config.routes
         if route.mode == "async"

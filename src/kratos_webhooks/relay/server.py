@@ -16,7 +16,6 @@ import socket
 import ssl
 from typing import Final
 
-import httpx
 import structlog
 import uvicorn
 
@@ -32,7 +31,7 @@ from ..secrets import KeySet, Secret
 from ..signing import Signer
 from .app import RELAY_LOGGER, RelayApp, RelayRoute
 from .config import KratosAuthConfig, RelayConfig, RelayRouteConfig
-from .forwarder import Forwarder, client_context, relay_client
+from .forwarder import Forwarder, RelayClient, client_context, relay_client
 from .outbox import open_outbox
 from .target import Resolver, system_resolver
 
@@ -68,7 +67,7 @@ def _build_route(
     route: RelayRouteConfig,
     *,
     default_max_body: int,
-    client: httpx.AsyncClient,
+    client: RelayClient,
 ) -> RelayRoute:
     signer = Signer(KeySet.load(route.signing.secrets), all_keys=route.signing.all_keys)
     return RelayRoute(
@@ -83,7 +82,7 @@ def _build_route(
 
 def build_relay(
     config: RelayConfig, *, resolver: Resolver = system_resolver
-) -> tuple[RelayApp, httpx.AsyncClient, StateStore | None, DeliveryWorker | None]:
+) -> tuple[RelayApp, RelayClient, StateStore | None, DeliveryWorker | None]:
     """Build the relay's application, HTTP client and, for async routes, outbox.
 
     Raises:

@@ -21,24 +21,21 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
-import ssl
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Final, Literal
 from urllib.parse import urlsplit
 
-import httpcore
-import httpx
+from ..receiver.upstream_client import UpstreamError
 
 __all__ = [
     "Address",
     "Category",
-    "GuardedBackend",
+    "GuardedResolver",
     "Resolver",
     "TargetPolicy",
     "TargetRejected",
     "classify",
-    "guarded_transport",
     "system_resolver",
 ]
 
@@ -121,16 +118,16 @@ _IPV4_COMPATIBLE: Final = _net("::/96")
 _GLOBAL_UNICAST_V6: Final = _net("2000::/3")
 
 
-class TargetRejected(httpcore.ConnectError):
+class TargetRejected(UpstreamError):
     """The target resolves to an address the guard rejects.
 
-    A subclass of httpcore's connection error, so httpx reports it as an
-    `httpx.ConnectError` whose `__cause__` is this exception.
+    A connection error of the HTTP client, so a delivery records it as one.
     """
 
     def __init__(self, host: str, address: Address | None, category: str) -> None:
         where = f" ({address})" if address is not None else ""
-        super().__init__(f"target {host}{where} rejected: {category} address")
+        detail = f"target {host}{where} rejected: {category} address"
+        super().__init__("ConnectError", detail)
         self.host = host
         self.address = address
         self.category = category
@@ -246,110 +243,42 @@ async def system_resolver(host: str, port: int) -> list[Address]:
     return addresses
 
 
-class GuardedBackend(httpcore.AsyncNetworkBackend):
-    """An httpcore network backend that dials only addresses the policy allows.
+class GuardedResolver:
+    """Resolve a host once and return its addresses, each checked against the policy.
 
     Every resolved address must be allowed: a name that resolves to one public
     and one metadata address is rejected whole, rather than trusting the order.
+    The relay's HTTP client dials only the addresses returned, so the check
+    applies to the address actually connected to.
     """
 
     def __init__(
-        self,
-        policy: TargetPolicy,
-        *,
-        resolver: Resolver = system_resolver,
-        backend: httpcore.AsyncNetworkBackend | None = None,
+        self, policy: TargetPolicy, *, resolver: Resolver = system_resolver
     ) -> None:
         self.policy = policy
         self._resolve = resolver
-        self._backend = backend or httpcore.AnyIOBackend()
 
-    async def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,
-        local_address: str | None = None,
-        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        addresses = await self._addresses(host, port, timeout)
-        failure: Exception | None = None
+    async def __call__(self, host: str, port: int) -> list[str]:
+        """Return the addresses to dial for `host`, in the resolver's order.
 
-        for address in addresses:
-            try:
-                return await self._backend.connect_tcp(
-                    str(address),
-                    port,
-                    timeout=timeout,
-                    local_address=local_address,
-                    socket_options=socket_options,
-                )
-            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
-                failure = exc
-
-        assert failure is not None  # `_addresses` never returns an empty list
-        raise failure
-
-    async def _addresses(
-        self, host: str, port: int, timeout: float | None
-    ) -> list[Address]:
+        Raises:
+            TargetRejected: an address is of a rejected category.
+            UpstreamError: the host cannot be resolved, or resolves to nothing.
+        """
         literal = _parse_address(host)
 
         if literal is not None:
             addresses = [literal]
         else:
             try:
-                async with asyncio.timeout(timeout):
-                    addresses = await self._resolve(host, port)
-            except TimeoutError as exc:
-                raise httpcore.ConnectTimeout(f"resolving {host} timed out") from exc
+                addresses = await self._resolve(host, port)
             except OSError as exc:
-                raise httpcore.ConnectError(f"cannot resolve {host}") from exc
+                raise UpstreamError("ConnectError", f"cannot resolve {host}") from exc
 
         if not addresses:
-            raise httpcore.ConnectError(f"{host} resolves to no address")
+            raise UpstreamError("ConnectError", f"{host} resolves to no address")
 
         for address in addresses:
             self.policy.check(host, address)
 
-        return addresses
-
-    async def connect_unix_socket(
-        self,
-        path: str,
-        timeout: float | None = None,
-        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        raise TargetRejected(path, None, "unix socket")
-
-    async def sleep(self, seconds: float) -> None:
-        await self._backend.sleep(seconds)
-
-
-def guarded_transport(
-    policy: TargetPolicy,
-    ssl_context: ssl.SSLContext,
-    *,
-    max_connections: int = 100,
-    resolver: Resolver = system_resolver,
-) -> httpx.AsyncHTTPTransport:
-    """Make an httpx transport that connects only where `policy` allows.
-
-    HTTP/1.1 only, no proxy: a proxy would connect on the relay's behalf to
-    an address the guard never saw.
-    """
-    transport = httpx.AsyncHTTPTransport(verify=ssl_context, trust_env=False)
-    # httpx has no public way to pass a network backend to its connection
-    # pool, so the pool it made is replaced by one that has the guard. This
-    # private attribute is tested with httpx 0.29, and the relay's
-    # tests fail if a later version renames it.
-    transport._pool = httpcore.AsyncConnectionPool(
-        ssl_context=ssl_context,
-        max_connections=max_connections,
-        max_keepalive_connections=max_connections,
-        keepalive_expiry=30.0,
-        http1=True,
-        http2=False,
-        network_backend=GuardedBackend(policy, resolver=resolver),
-    )
-    return transport
+        return [str(address) for address in addresses]
