@@ -45,7 +45,7 @@ def check_kratos_answer(status: int, body: bytes) -> bytes:
 def _decode_object(status: int, body: bytes) -> dict[str, Any]:
     try:
         document = _decoder.decode(body)
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, RecursionError) as exc:
         raise InvalidUpstreamAnswer(
             f"The application's {status} answer is not JSON."
         ) from exc
