@@ -110,6 +110,9 @@ SEMANTIC_CASES = [
      "routes[0].verify.secrets[0]", "not set"),
     ({"verify": {"scheme": "hmac", "secrets": []}},
      "routes[0].verify.scheme", "one of"),
+    ({"path": "/hooks%2Fafter"}, "routes[0].path", "percent-encoding"),
+    ({"path": "/hooks/after?x=1"}, "routes[0].path", "percent-encoding"),
+    ({"path": "/hooks/caf\u00e9"}, "routes[0].path", "percent-encoding"),
 ]  # fmt: skip
 
 

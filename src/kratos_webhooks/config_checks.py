@@ -15,13 +15,19 @@ from .tls.checks import check_client_certificates, check_key_password
 if TYPE_CHECKING:
     from .config import Config, RouteConfig, ServerConfig, VerifyConfig
 
-__all__ = ["check_config", "parse_listen"]
+__all__ = ["PLAIN_PATH", "PLAIN_PATH_MESSAGE", "check_config", "parse_listen"]
 
 Problems = list[tuple[str, str]]
 
 # Kratos gives up on an attempt after 30 s, so a sync answer must come sooner.
 MAX_SYNC_TIMEOUT: Final = 25.0
 _METHOD: Final = re.compile(r"[A-Z]{1,20}")
+# The path characters of RFC 3986 without `%`: requests are routed on the path
+# as sent, so a configured path must need no percent-encoding to be matched.
+PLAIN_PATH: Final = re.compile(r"/[A-Za-z0-9\-._~!$&'()*+,;=:@/]*")
+PLAIN_PATH_MESSAGE: Final = (
+    "must contain only letters, digits and -._~!$&'()*+,;=:@/ (no percent-encoding)"
+)
 _TOKEN: Final = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _HANDLER: Final = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*")
 
@@ -151,6 +157,8 @@ def _check_route(
 ) -> None:
     if not route.path.startswith("/"):
         problems.append((f"{path}.path", "must start with /"))
+    elif not PLAIN_PATH.fullmatch(route.path):
+        problems.append((f"{path}.path", PLAIN_PATH_MESSAGE))
 
     for index, method in enumerate(route.methods):
         if not _METHOD.fullmatch(method):

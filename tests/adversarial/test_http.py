@@ -97,6 +97,12 @@ def test_head_refused_without_body(
         "/APIKEY/SYNC",
         "/apikey/sync.json",
         "*",
+        "/apikey%2Fsync",
+        "/apikey%2fsync",
+        "/apikey%2Fsync/",
+        "/%61pikey/sync",
+        "/apikey/syn%63",
+        "https://127.0.0.1/apikey%2Fsync",
     ],
 )
 def test_path_tricks_not_found(

@@ -94,6 +94,8 @@ PROBLEMS = [
     ({"mode": "later"}, "routes[0].mode", "one of"),
     ({"timeout": 29}, "routes[0].timeout", "30 s"),
     ({"path": "kratos"}, "routes[0].path", "start with /"),
+    ({"path": "/kratos%2Fafter"}, "routes[0].path", "percent-encoding"),
+    ({"path": "/kratos after"}, "routes[0].path", "percent-encoding"),
     ({"methods": ["post"]}, "routes[0].methods[0]", "upper-case"),
     (
         {"kratos_auth": {"type": "api_key", "secrets": ["env:RELAY_TEST_KRATOS"]}},

@@ -27,7 +27,7 @@ from ..config import (
     TlsConfig,
     apply_environment,
 )
-from ..config_checks import parse_listen
+from ..config_checks import PLAIN_PATH, PLAIN_PATH_MESSAGE, parse_listen
 from ..config_schema import convert
 from ..errors import ConfigError
 from ..secrets import HmacKey, Secret
@@ -377,6 +377,8 @@ def _check_route(
 ) -> None:
     if not route.path.startswith("/"):
         problems.append((f"{path}.path", "must start with /"))
+    elif not PLAIN_PATH.fullmatch(route.path):
+        problems.append((f"{path}.path", PLAIN_PATH_MESSAGE))
 
     if not route.methods:
         problems.append((f"{path}.methods", "at least one method is needed"))
