@@ -434,3 +434,31 @@ def test_plain_http_on_tls_port_closed(receiver: ServeProcess, ledger: Ledger) -
 
     assert b"HTTP/1.1" not in received
     assert time.monotonic() - started < HEADER_TIMEOUT + SLACK
+
+
+@pytest.mark.parametrize(
+    ("method", "status", "code"),
+    [("GET", 405, "method_not_allowed"), ("POST", 401, "credential_mismatch")],
+)
+def test_websocket_upgrade_answered_by_pipeline(
+    receiver: ServeProcess,
+    certificates: Certificates,
+    ledger: Ledger,
+    method: str,
+    status: int,
+    code: str,
+) -> None:
+    body = event_body(ledger)
+    ledger.refused(body)
+    headers = [
+        ("Connection", "Upgrade"),
+        ("Upgrade", "websocket"),
+        ("Sec-WebSocket-Version", "13"),
+        ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
+        ("Content-Type", "application/json"),
+        (API_KEY_HEADER, "wrong"),
+    ]
+    data = request_bytes(method, "/apikey/sync", headers, body)
+    response = _exchange(receiver, certificates, data)
+
+    assert_error(response, status, code)

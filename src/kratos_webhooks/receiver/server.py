@@ -304,6 +304,8 @@ def _listener(
         app,
         http=bounded_protocol(limits),
         lifespan="off",
+        # No WebSocket: an Upgrade request is an ordinary request to the app.
+        ws="none",
         proxy_headers=False,
         server_header=False,
         headers=headers or [],

@@ -230,6 +230,8 @@ def _listener(
         app,
         http=bounded_protocol(connection_limits),
         lifespan="off",
+        # No WebSocket: an Upgrade request is an ordinary request to the app.
+        ws="none",
         proxy_headers=False,
         server_header=False,
         timeout_keep_alive=max(1, round(limits.idle_timeout)),
