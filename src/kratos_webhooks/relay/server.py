@@ -228,7 +228,7 @@ def _listener(
     )
     uvicorn_config = uvicorn.Config(
         app,
-        http=bounded_protocol(connection_limits),
+        http=bounded_protocol(connection_limits, logger_name=RELAY_LOGGER),
         lifespan="off",
         # No WebSocket: an Upgrade request is an ordinary request to the app.
         ws="none",
