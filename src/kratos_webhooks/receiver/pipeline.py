@@ -156,7 +156,7 @@ class ReceiverApp:
         payload = route.parser.parse(authenticated.payload)
 
         delivery = delivery_id(authenticated.webhook_id, headers)
-        key = idempotency_key(route.path, delivery, body)
+        key = idempotency_key(route.path, authenticated.webhook_id, body)
         outcome.webhook_id = key
         request = HookRequest(
             route.path,
