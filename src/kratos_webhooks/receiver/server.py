@@ -131,16 +131,21 @@ def open_state(config: Config, metrics: Metrics) -> tuple[StateStore, DeliveryWo
 
 
 def bind(address: str) -> socket.socket:
-    """Bind a listening TCP socket to `host:port`.
+    """Bind a listening TCP socket to `host:port`; `[::]` is dual-stack.
 
     Raises:
         StartError: the address cannot be bound.
     """
     host, port = parse_listen(address)
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    # `::` takes IPv4 clients too, as ::ffff:a.b.c.d, which the source check
+    # maps back to a.b.c.d. Any other IPv6 address stays IPv6-only.
+    dual_stack = host == "::" and socket.has_dualstack_ipv6()
 
     try:
-        sock = socket.create_server((host, port), family=family, backlog=2048)
+        sock = socket.create_server(
+            (host, port), family=family, backlog=2048, dualstack_ipv6=dual_stack
+        )
     except OSError as exc:
         raise StartError(f"cannot listen on {address}: {exc.strerror}") from exc
 
