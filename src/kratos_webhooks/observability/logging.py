@@ -88,3 +88,5 @@ def configure_logging(level: str = "info", stream: TextIO | None = None) -> None
 
     # The access logger below replaces uvicorn's, which would log full URLs.
     logging.getLogger("uvicorn.access").disabled = True
+    # httpx logs each request's full URL, query string included, at INFO.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
