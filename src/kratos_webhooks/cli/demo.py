@@ -23,7 +23,12 @@ from ..config import parse_config
 from ..errors import ConfigError
 from ..secrets import HmacKey
 from ..signing import Signer
-from .options import EXIT_START_FAILED, ConfigProblem
+from .options import (
+    EXIT_START_FAILED,
+    ConfigProblem,
+    reports_missing_extras,
+    require_server_extra,
+)
 
 # Each Kratos hook point; sync where Kratos reads the answer (it can interrupt
 # the flow or change the identity), async where only delivery matters.
@@ -186,8 +191,10 @@ def curl_commands(directory: Path, port: int) -> tuple[str, str]:
 @click.option(
     "--app-port", default=8000, show_default=True, help="Port of the example app."
 )
+@reports_missing_extras("demo")
 def demo(directory: Path, port: int, admin_port: int, app_port: int) -> None:
     """Run the receiver and the example application on loopback until Ctrl-C."""
+    require_server_extra("demo")
     directory = directory.resolve()
     config_file = prepare(
         directory, port=port, admin_port=admin_port, app_port=app_port

@@ -16,6 +16,7 @@ from ..signing import DEFAULT_TOLERANCE, Signer, Verifier
 from .options import (
     EXIT_REJECTED,
     ConfigProblem,
+    MissingExtra,
     load_secrets,
     read_body,
     secret_options,
@@ -54,7 +55,7 @@ class Keys:
         try:
             from ..asymmetric import Ed25519PrivateKey, Ed25519PublicKey
         except ImportError as exc:
-            raise click.ClickException(str(exc)) from exc
+            raise MissingExtra(str(exc)) from exc
 
         if secret.reveal().startswith("whsk_"):
             private = Ed25519PrivateKey.from_secret(secret)
