@@ -17,6 +17,7 @@ from kratos_webhooks.receiver.delivery import (
     DeliveryWorker,
     RetryPolicy,
 )
+from kratos_webhooks.receiver.sqlite_store import SqliteStateStore
 from kratos_webhooks.receiver.state import StateStore
 from kratos_webhooks.secrets import HmacKey, KeySet
 from kratos_webhooks.signing import Verifier
@@ -529,5 +530,49 @@ def test_logs_hold_no_body_secret_or_signature(
 
         for signature in signatures:
             assert signature.split(",", 1)[1] not in text
+
+    asyncio.run(scenario())
+
+
+class _HeldRecords(SqliteStateStore):
+    """A store whose delivery records wait until `release` is set."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.release = asyncio.Event()
+
+    async def mark_delivered(self, event_id: int, now: float) -> None:
+        await self.release.wait()
+        await super().mark_delivered(event_id, now)
+
+
+def test_slow_records_do_not_hold_attempts(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        upstream = Upstream()
+        await upstream.start()
+        store = _HeldRecords(str(tmp_path / "state.db"))
+        await store.start()
+
+        for number in range(40):
+            await accept(store, f"msg_held{number}")
+
+        try:
+            targets = {ROUTE: target(upstream)}
+
+            async with running_worker(store, targets, concurrency=2) as worker:
+                worker.wake()
+                # Two slots, yet attempts go on while eight results wait.
+                await upstream.wait_for(8)
+                await asyncio.sleep(0.3)
+                assert len(upstream.received) == 8
+                assert store.depth()["delivered"] == 0
+
+                store.release.set()
+                await wait_until(lambda: store.depth()["delivered"] == 40)
+        finally:
+            await store.close()
+            await upstream.stop()
+
+        assert len({r.headers["webhook-id"] for r in upstream.received}) == 40
 
     asyncio.run(scenario())

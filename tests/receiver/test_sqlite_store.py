@@ -281,6 +281,25 @@ def test_due_events_filter_by_route(tmp_path: Path) -> None:
     asyncio.run(scenario())
 
 
+def test_due_events_skip_excluded_ids(tmp_path: Path) -> None:
+    clock = FakeClock()
+
+    async def scenario() -> None:
+        async with running_store(tmp_path, clock=clock) as store:
+            for number in range(4):
+                await accept(store, f"msg_{number}", route="/hooks/a")
+
+            every = [e.id for e in await store.due_events(clock(), 10)]
+            due = await store.due_events(clock(), 2, exclude=every[:2])
+            assert [e.id for e in due] == every[2:]
+            due = await store.due_events(
+                clock(), 10, routes=["/hooks/a"], exclude={every[1]}
+            )
+            assert [e.id for e in due] == [every[0], *every[2:]]
+
+    asyncio.run(scenario())
+
+
 def test_event_keeps_body_and_content_type(tmp_path: Path) -> None:
     body = bytes(range(256)) + b"\r\n  {}"
 
