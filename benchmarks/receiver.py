@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import socket
@@ -204,9 +205,13 @@ def run_load(port: int, connections: int, seconds: float, ca_file: str) -> None:
     started = time.monotonic()
     uvloop.run(main())
     elapsed = time.monotonic() - started
-    json.dump(
-        {"latencies": latencies, "errors": errors, "elapsed": elapsed}, sys.stdout
-    )
+    result = {
+        "latencies": latencies,
+        "errors": errors,
+        "elapsed": elapsed,
+        "cpu": time.process_time(),
+    }
+    json.dump(result, sys.stdout)
 
 
 # Orchestration.
@@ -231,6 +236,20 @@ def wait_for_port(port: int, timeout: float = START_SECONDS) -> None:
     raise RuntimeError(f"nothing listens on port {port}")
 
 
+def cpu_seconds(pid: int) -> float:
+    """Return the user and system CPU time a process has used, all threads."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def busy_cpus() -> tuple[float, float]:
+    """Return the machine's busy and total CPU time so far, in seconds."""
+    values = [int(v) for v in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
+    idle = values[3] + values[4]
+    tick = os.sysconf("SC_CLK_TCK")
+    return (sum(values) - idle) / tick, sum(values) / tick
+
+
 def peak_rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
@@ -247,8 +266,15 @@ def spawn_role(role: str, *arguments: str) -> subprocess.Popen[bytes]:
 
 
 def measure(
-    port: int, connections: int, seconds: float, ca_file: str
+    port: int,
+    connections: int,
+    seconds: float,
+    ca_file: str,
+    watched: tuple[int, ...] = (),
 ) -> dict[str, float]:
+    """Load a server; the `watched` processes count as the server's CPU time."""
+    cpu_before = sum(cpu_seconds(pid) for pid in watched)
+    busy_before, total_before = busy_cpus()
     per_process = [connections // LOAD_PROCESSES] * LOAD_PROCESSES
     per_process[0] += connections - sum(per_process)
     loaders = [
@@ -265,6 +291,7 @@ def measure(
     latencies: list[float] = []
     errors: list[str] = []
     elapsed = 0.0
+    load_cpu = 0.0
 
     for loader in loaders:
         output, _ = loader.communicate(timeout=seconds + 60)
@@ -272,15 +299,22 @@ def measure(
         latencies += result["latencies"]
         errors += result["errors"]
         elapsed = max(elapsed, result["elapsed"])
+        load_cpu += result["cpu"]
 
+    server_cpu = sum(cpu_seconds(pid) for pid in watched) - cpu_before
+    busy_after, total_after = busy_cpus()
     latencies.sort()
     count = len(latencies)
+    per_request = 1e6 / count if count else float("nan")
     return {
         "requests": count,
         "rps": count / elapsed,
         "p50_ms": latencies[count // 2] * 1000 if count else float("nan"),
         "p99_ms": latencies[int(count * 0.99)] * 1000 if count else float("nan"),
         "errors": len(errors),
+        "server_us": server_cpu * per_request,
+        "load_us": load_cpu * per_request,
+        "busy": (busy_after - busy_before) / (total_after - total_before),
     }
 
 
@@ -335,6 +369,17 @@ def start_ours(
     return process, port
 
 
+def pending_events(directory: Path) -> int:
+    """Count the accepted events not yet delivered when the load ends."""
+    import sqlite3
+
+    uri = f"file:{directory / 'state.db'}?mode=ro"
+
+    with contextlib.closing(sqlite3.connect(uri, uri=True, timeout=10)) as db:
+        row = db.execute("SELECT count(*) FROM inbox WHERE state = 'pending'")
+        return int(row.fetchone()[0])
+
+
 def stop(process: subprocess.Popen[bytes]) -> None:
     process.terminate()
 
@@ -378,8 +423,14 @@ def orchestrate(seconds: float, connections: int, only: list[str]) -> int:
                 try:
                     wait_for_port(port)
                     measure(port, connections, 1.0, ca_file)
-                    results[name] = measure(port, connections, seconds, ca_file)
+                    watched = (server.pid, upstream.pid)
+                    results[name] = measure(
+                        port, connections, seconds, ca_file, watched
+                    )
                     results[name]["rss_mb"] = peak_rss_mb(server.pid)
+
+                    if name == "ours":
+                        results[name]["backlog"] = pending_events(directory)
                 finally:
                     stop(server)
         finally:
@@ -395,14 +446,26 @@ def report(
         f"{connections} HTTPS keep-alive connections, {seconds:g} s each, "
         f"{BODY_BYTES}-byte signed bodies, {os.cpu_count()} CPUs"
     )
-    columns = ("req/s", "p50 ms", "p99 ms", "RSS MB", "errors")
-    print(f"{'server':<12}" + "".join(f"{name:>9}" for name in columns))
+    columns = ("req/s", "p50 ms", "p99 ms", "RSS MB", "errors", "srv us", "load us")
+    print(f"{'server':<12}" + "".join(f"{name:>9}" for name in columns) + "  busy")
     labels = {"ours": "ours", "bare": "(a) bare", "fastapi": "(b) fastapi"}
 
     for name, row in results.items():
         print(
             f"{labels[name]:<12}{row['rps']:>9.0f}{row['p50_ms']:>9.2f}"
-            f"{row['p99_ms']:>9.2f}{row['rss_mb']:>9.1f}{row['errors']:>8.0f}"
+            f"{row['p99_ms']:>9.2f}{row['rss_mb']:>9.1f}{row['errors']:>9.0f}"
+            f"{row['server_us']:>9.0f}{row['load_us']:>9.0f}{row['busy']:>6.0%}"
+        )
+
+    print(
+        "srv us: CPU time per request of the server and its upstream; load us:"
+        " of the load generator; busy: share of all CPUs in use"
+    )
+
+    if "backlog" in results.get("ours", {}):
+        print(
+            f"ours: {results['ours']['backlog']:.0f} accepted events were still"
+            " waiting for delivery when the load ended"
         )
 
     if set(results) != {"ours", "bare", "fastapi"}:

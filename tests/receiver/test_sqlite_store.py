@@ -281,6 +281,25 @@ def test_due_events_filter_by_route(tmp_path: Path) -> None:
     asyncio.run(scenario())
 
 
+def test_due_events_skip_excluded_ids(tmp_path: Path) -> None:
+    clock = FakeClock()
+
+    async def scenario() -> None:
+        async with running_store(tmp_path, clock=clock) as store:
+            for number in range(4):
+                await accept(store, f"msg_{number}", route="/hooks/a")
+
+            every = [e.id for e in await store.due_events(clock(), 10)]
+            due = await store.due_events(clock(), 2, exclude=every[:2])
+            assert [e.id for e in due] == every[2:]
+            due = await store.due_events(
+                clock(), 10, routes=["/hooks/a"], exclude={every[1]}
+            )
+            assert [e.id for e in due] == [every[0], *every[2:]]
+
+    asyncio.run(scenario())
+
+
 def test_event_keeps_body_and_content_type(tmp_path: Path) -> None:
     body = bytes(range(256)) + b"\r\n  {}"
 
@@ -404,5 +423,25 @@ def test_cancelled_accept_is_not_stored(tmp_path: Path) -> None:
 
             assert await accept(store, "msg_next")
             assert [e.webhook_id for e in store.list_events()] == ["msg_next"]
+
+    asyncio.run(scenario())
+
+
+def test_delivery_clears_last_error(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with running_store(tmp_path) as store:
+            await accept(store, "msg_retried")
+            (event,) = store.list_events()
+            await store.mark_failed(event.id, error="HTTP 503", next_attempt_at=1.0)
+
+            assert store.list_events()[0].last_error == "HTTP 503"
+
+            await store.mark_delivered(event.id, 2.0)
+            delivered = store.get_event(event.id)
+
+            assert delivered is not None
+            assert delivered.state == "delivered"
+            assert delivered.attempts == 2
+            assert delivered.last_error is None
 
     asyncio.run(scenario())

@@ -74,10 +74,24 @@ class HttpMetrics:
             registry=registry,
         )
 
+        # Label children by (route, status, reason), looked up once each: routes
+        # come from the configuration and statuses and reasons from fixed sets.
+        self._children: dict[tuple[str, int, str], tuple[Counter, Histogram]] = {}
+
     def observe(self, route: str, status: int, reason: str, seconds: float) -> None:
         """Record one answered request."""
-        self.requests.labels(route, str(status), reason).inc()
-        self.latency.labels(route).observe(seconds)
+        key = (route, status, reason)
+        children = self._children.get(key)
+
+        if children is None:
+            children = (
+                self.requests.labels(route, str(status), reason),
+                self.latency.labels(route),
+            )
+            self._children[key] = children
+
+        children[0].inc()
+        children[1].observe(seconds)
 
 
 class StateMetrics:

@@ -16,7 +16,7 @@ import structlog
 
 from ..errors import WebhookError
 from ..kratos.redaction import Redactor
-from ..observability.logging import ACCESS_LOGGER, SERVER_LOGGER
+from ..observability.logging import SERVER_LOGGER, log_request
 from ..observability.metrics import HttpMetrics
 from .access import AllowList, SourceResolver
 from .answers import Answer, error_answer, internal_error_answer
@@ -41,7 +41,6 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 _UNROUTED: Final = "-"
 
-access_log = structlog.stdlib.get_logger(ACCESS_LOGGER)
 server_log = structlog.stdlib.get_logger(SERVER_LOGGER)
 
 
@@ -120,8 +119,7 @@ class ReceiverApp:
     ) -> None:
         seconds = time.perf_counter() - started
         self._metrics.observe(outcome.route, status, reason, seconds)
-        access_log.info(
-            "request",
+        log_request(
             method=scope.get("method"),
             route=outcome.route,
             source=outcome.source,

@@ -274,9 +274,21 @@ class SqliteStateStore(StateStore):
     # The inbox, for the delivery worker.
 
     async def due_events(
-        self, now: float, limit: int, *, routes: Collection[str] | None = None
+        self,
+        now: float,
+        limit: int,
+        *,
+        routes: Collection[str] | None = None,
+        exclude: Collection[int] = (),
     ) -> list[InboxEvent]:
-        where, parameters = _route_filter(routes)
+        where, names = _route_filter(routes)
+        parameters: list[object] = [*names]
+
+        if exclude:
+            # Skipped in the index, so their bodies are never read.
+            where += f" AND id NOT IN ({', '.join('?' * len(exclude))})"
+            parameters += exclude
+
         # Only constants and placeholders are formatted into these statements.
         rows = self._read_all(
             f"SELECT {_EVENT_COLUMNS} FROM inbox"  # noqa: S608
@@ -298,10 +310,12 @@ class SqliteStateStore(StateStore):
         return None if row is None or row[0] is None else float(row[0])
 
     async def mark_delivered(self, event_id: int, now: float) -> None:
+        # The error of an earlier attempt no longer describes a delivered event.
         await self._write(
             lambda connection: connection.execute(
                 "UPDATE inbox SET state = 'delivered', attempts = attempts + 1,"
-                " delivered_at = ? WHERE id = ? AND state = 'pending'",
+                " delivered_at = ?, last_error = NULL"
+                " WHERE id = ? AND state = 'pending'",
                 (now, event_id),
             )
         )

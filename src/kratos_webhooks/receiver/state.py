@@ -159,9 +159,17 @@ class StateStore(ABC):
 
     @abstractmethod
     async def due_events(
-        self, now: float, limit: int, *, routes: Collection[str] | None = None
+        self,
+        now: float,
+        limit: int,
+        *,
+        routes: Collection[str] | None = None,
+        exclude: Collection[int] = (),
     ) -> list[InboxEvent]:
-        """Return pending events whose next attempt is due, oldest first."""
+        """Return pending events whose next attempt is due, oldest first.
+
+        Events whose id is in `exclude`, such as those in flight, are skipped.
+        """
 
     @abstractmethod
     async def next_attempt_at(
