@@ -51,7 +51,7 @@ if TYPE_CHECKING:
 __all__ = ["ConnectionLimits", "Rejection", "bounded_protocol"]
 
 _UNROUTED: Final = "-"
-# What each header line adds to its name and value: ": " and CRLF.
+# Bytes each header line adds to its name and value: ": " and CRLF.
 _HEADER_LINE_OVERHEAD: Final = 4
 
 
@@ -65,7 +65,7 @@ class Rejection(Exception):
         self.message = message
 
     def response(self) -> bytes:
-        """Return the whole HTTP response, which also closes the connection."""
+        """Return the HTTP/1.1 response bytes, with `connection: close`."""
         body = json.dumps(
             {"error": {"code": self.code, "message": self.message}}
         ).encode()
