@@ -62,9 +62,20 @@ def test_valid_config_has_defaults(tls_files: dict[str, str]) -> None:
 
 
 def test_literal_secret_flagged(tls_files: dict[str, str]) -> None:
-    config = parse_config(document(tls_files), environ={})
+    signed = {"upstream_secrets": ["literal:" + HmacKey.generate().encode()]}
+    config = parse_config(document(tls_files, **signed), environ={})
 
-    assert [path for path, _ in config.warnings] == ["routes[0].verify.secrets[0]"]
+    assert [path for path, _ in config.warnings] == [
+        "routes[0].verify.secrets[0]",
+        "routes[0].upstream_secrets[0]",
+    ]
+
+
+def test_unsigned_sync_upstream_warned(tls_files: dict[str, str]) -> None:
+    config = parse_config(document(tls_files), environ={})
+    warnings = dict(config.warnings)
+
+    assert "cannot verify" in warnings["routes[0].upstream_secrets"]
 
 
 def test_config_is_frozen(tls_files: dict[str, str]) -> None:
@@ -110,6 +121,9 @@ SEMANTIC_CASES = [
      "routes[0].verify.secrets[0]", "not set"),
     ({"verify": {"scheme": "hmac", "secrets": []}},
      "routes[0].verify.scheme", "one of"),
+    ({"path": "/hooks%2Fafter"}, "routes[0].path", "percent-encoding"),
+    ({"path": "/hooks/after?x=1"}, "routes[0].path", "percent-encoding"),
+    ({"path": "/hooks/caf\u00e9"}, "routes[0].path", "percent-encoding"),
 ]  # fmt: skip
 
 
@@ -184,9 +198,7 @@ def test_example_matches_demo_config() -> None:
     from kratos_webhooks.cli.demo import demo_config
 
     example = yaml.safe_load((EXAMPLES / "receiver.yaml").read_text())
-    made = demo_config(
-        Path("examples/.state"), port=8443, admin_port=9464, app_port=8000
-    )
+    made = demo_config(Path(".state"), port=8443, admin_port=9464, app_port=8000)
 
     assert example == made
     assert len(example["routes"]) == 10
@@ -280,3 +292,120 @@ def convert_route(raw: dict[str, Any]) -> Any:
 
     assert problems == []
     return config.routes[0]
+
+
+def test_schema_problems_keep_value_checks(tls_files: dict[str, str]) -> None:
+    raw = document(
+        tls_files,
+        path="hooks",
+        upstream="ftp://127.0.0.1/hook",
+        rate_limit="often",
+        timeout=60,
+        colour="blue",
+    )
+    raw["server"]["listen"] = "127.0.0.1:99999"
+    raw["server"]["tls"]["ciphers"] = "all"
+    raw["extra"] = True
+
+    with pytest.raises(ConfigError) as caught:
+        parse_config(raw, environ={})
+
+    problems = dict(caught.value.problems)
+
+    assert problems["extra"] == "unknown key"
+    assert problems["server.tls.ciphers"] == "unknown key"
+    assert problems["routes[0].colour"] == "unknown key"
+    assert problems["server.listen"] == "port 99999 is above 65535"
+    assert problems["routes[0].path"] == "must start with /"
+    assert "http:// or https://" in problems["routes[0].upstream"]
+    assert "is not a rate" in problems["routes[0].rate_limit"]
+    assert "at most 25 seconds" in problems["routes[0].timeout"]
+    assert "could not run" not in str(caught.value)
+
+
+def test_invalid_route_keeps_other_checks(tls_files: dict[str, str]) -> None:
+    raw = document(tls_files, mode="sometimes")
+    raw["routes"].append({**raw["routes"][0], "mode": "sync", "timeout": 60})
+    raw["admin"] = {"listen": "nowhere"}
+
+    with pytest.raises(ConfigError) as caught:
+        parse_config(raw, environ={})
+
+    problems = dict(caught.value.problems)
+
+    assert "expected one of" in problems["routes[0].mode"]
+    assert "at most 25 seconds" in problems["routes[1].timeout"]
+    assert "expected host:port" in problems["admin.listen"]
+    assert "the checks of routes[0] could not run" in str(caught.value)
+    assert "routes[0].path" not in problems
+
+
+def test_override_problem_names_variable(tls_files: dict[str, str]) -> None:
+    environ = {
+        "KRATOS_WEBHOOKS_ROUTES__0__TIMEOUT": "60",
+        "KRATOS_WEBHOOKS_SERVER__LISTEN": "127.0.0.1:99999",
+        "KRATOS_WEBHOOKS_ROUTES__0__VERIFY__SECRETS": "[env:ABSENT_SECRET_NAME]",
+    }
+    raw = document(tls_files, upstream="ftp://127.0.0.1/hook")
+    problems = problems_of(raw, environ)
+
+    assert problems["routes[0].timeout"].endswith(
+        "(from KRATOS_WEBHOOKS_ROUTES__0__TIMEOUT)"
+    )
+    assert problems["server.listen"].endswith("(from KRATOS_WEBHOOKS_SERVER__LISTEN)")
+    assert problems["routes[0].verify.secrets[0]"].endswith(
+        "(from KRATOS_WEBHOOKS_ROUTES__0__VERIFY__SECRETS)"
+    )
+    assert "(from" not in problems["routes[0].upstream"]
+
+
+def test_relative_paths_follow_config_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    directory = tmp_path / "etc"
+    (directory / "tls").mkdir(parents=True)
+    (directory / "tls" / "server.crt").write_text("cert")
+    (directory / "tls" / "server.key").write_text("key")
+    (directory / "secret").write_text(HmacKey.generate().encode())
+    (directory / "traits.json").write_text('{"type": "object"}')
+    route = {
+        "path": "/hooks/registration/after",
+        "verify": {"scheme": "standard-webhooks", "secrets": ["file:secret"]},
+        "mode": "async",
+        "hook": "registration.after",
+        "traits_schema": "traits.json",
+        "upstream": "http://127.0.0.1:8000/hook",
+        "upstream_secrets": ["file:secret"],
+    }
+    raw = {
+        "server": {
+            "tls": {"cert_file": "tls/server.crt", "key_file": "tls/server.key"}
+        },
+        "storage": "sqlite://state/state.db",
+        "routes": [route],
+    }
+    path = directory / "receiver.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    monkeypatch.chdir(tmp_path)
+    config = load_config(Path("etc") / "receiver.yaml", environ={})
+
+    assert config.server.tls.cert_file == str(directory / "tls" / "server.crt")
+    assert config.server.tls.key_file == str(directory / "tls" / "server.key")
+    assert config.storage == f"sqlite://{directory.as_posix()}/state/state.db"
+    assert config.routes[0].verify.secrets == (f"file:{directory / 'secret'}",)
+    assert config.routes[0].upstream_secrets == (f"file:{directory / 'secret'}",)
+    assert config.routes[0].traits_schema == str(directory / "traits.json")
+
+
+def test_absolute_and_env_references_kept(tls_files: dict[str, str]) -> None:
+    from kratos_webhooks.config_paths import resolve_secret, resolve_storage
+
+    base = Path("/srv/config")
+
+    assert resolve_secret("env:NAME", base) == "env:NAME"
+    assert resolve_secret("literal:a/b", base) == "literal:a/b"
+    assert resolve_secret("file:/run/secret", base) == "file:/run/secret"
+    assert resolve_secret("file:secret", base) == "file:/srv/config/secret"
+    assert resolve_storage("sqlite:///var/state.db", base) == "sqlite:///var/state.db"
+    assert resolve_storage("sqlite://:memory:", base) == "sqlite://:memory:"
+    assert resolve_storage("postgresql://db/x", base) == "postgresql://db/x"

@@ -336,6 +336,33 @@ def test_bad_handler_spec_refused(handler_module: str, spec: str, message: str) 
         load_handler(spec.format(module=handler_module))
 
 
+def test_missing_handler_module_hints_pythonpath() -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_handler("kratos_webhooks_missing_module.hooks:on_login")
+
+    message = str(caught.value)
+
+    assert "'kratos_webhooks_missing_module.hooks' cannot be imported" in message
+    assert "'kratos_webhooks_missing_module' on PYTHONPATH?" in message
+
+
+def test_handler_missing_dependency_not_pythonpath(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "needs_absent_package.py").write_text(
+        "import kratos_webhooks_absent_dependency\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+
+    with pytest.raises(ConfigError) as caught:
+        load_handler("needs_absent_package:on_login")
+
+    message = str(caught.value)
+
+    assert "No module named 'kratos_webhooks_absent_dependency'" in message
+    assert "PYTHONPATH" not in message
+
+
 def test_non_callable_handler_refused() -> None:
     with pytest.raises(ConfigError, match="must be callable"):
         Handler(42)  # type: ignore[arg-type]

@@ -10,12 +10,14 @@ override only when its first level is a top-level key (`SERVER`, `ADMIN`,
 named `KRATOS_WEBHOOKS_SECRET`, are left alone.
 
 Secrets are references (`env:NAME`, `file:/path`); `literal:VALUE` is accepted
-for demos and tests and listed in `Config.warnings`.
+for demos and tests and listed in `Config.warnings`. Relative file paths in a
+file read by `load_config` are resolved against the file's directory.
 """
 
 from __future__ import annotations
 
 import os
+import typing
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,8 +25,9 @@ from typing import Any, Final, Literal
 
 import yaml
 
-from .config_checks import MAX_SYNC_TIMEOUT, check_config
-from .config_schema import convert
+from .config_checks import MAX_SYNC_TIMEOUT, check_config, check_parts
+from .config_paths import resolve_paths, resolve_route, resolve_server, resolve_storage
+from .config_schema import INVALID, convert
 from .errors import ConfigError
 from .kratos.models import HookPoint
 
@@ -218,6 +221,8 @@ def load_config(
 ) -> Config:
     """Read, override from the environment and validate a configuration file.
 
+    Relative file paths are resolved against the directory of `path`.
+
     Raises:
         ConfigError: the file cannot be read or parsed, or any setting is
             invalid; `problems` lists each one with its key path.
@@ -238,14 +243,27 @@ def load_config(
             problems=[("", _describe_yaml_error(exc))],
         ) from exc
 
-    return parse_config(document, environ=os.environ if environ is None else environ)
+    return parse_config(
+        document,
+        environ=os.environ if environ is None else environ,
+        base_dir=Path(os.path.abspath(path)).parent,
+    )
 
 
-def parse_config(document: Any, *, environ: Mapping[str, str] | None = None) -> Config:
+def parse_config(
+    document: Any,
+    *,
+    environ: Mapping[str, str] | None = None,
+    base_dir: Path | None = None,
+) -> Config:
     """Validate a parsed YAML document, after applying environment overrides.
 
+    Relative file paths are resolved against `base_dir` when it is given, and
+    against the working directory otherwise.
+
     Raises:
-        ConfigError: any setting is invalid; `problems` lists them all.
+        ConfigError: any setting is invalid; `problems` lists them all. A
+            problem caused by an override names its variable.
     """
     problems: list[tuple[str, str]] = []
 
@@ -257,19 +275,119 @@ def parse_config(document: Any, *, environ: Mapping[str, str] | None = None) -> 
             "invalid configuration", problems=[("", "the file must hold a mapping")]
         )
 
-    document = apply_environment(document, environ or {}, problems)
+    overrides: dict[str, str] = {}
+    document = apply_environment(document, environ or {}, problems, overrides=overrides)
     config = convert(Config, document, "", problems)
     warnings: list[tuple[str, str]] = []
+    unchecked: list[str] = []
 
     if isinstance(config, Config):
+        if base_dir is not None:
+            config = resolve_paths(config, base_dir)
+
         check_config(config, problems, warnings)
+    else:
+        unchecked = _check_convertible_parts(document, base_dir, problems, warnings)
+
+    warnings = name_overrides(warnings, overrides)
 
     if problems or not isinstance(config, Config):
-        raise ConfigError(
-            f"invalid configuration: {len(problems)} problem(s)", problems=problems
-        )
+        message = f"invalid configuration: {len(problems)} problem(s)"
+
+        if unchecked:
+            message += (
+                f"; the checks of {', '.join(unchecked)} could not run until these"
+                " are fixed, so run again after fixing them"
+            )
+
+        raise ConfigError(message, problems=name_overrides(problems, overrides))
 
     return _with_warnings(config, warnings)
+
+
+def _check_convertible_parts(
+    document: dict[str, Any],
+    base_dir: Path | None,
+    problems: list[tuple[str, str]],
+    warnings: list[tuple[str, str]],
+) -> list[str]:
+    """Check each top-level part that converts on its own, when the whole does not.
+
+    Returns the key paths of the parts whose value checks could not run.
+    """
+    # The conversion of the whole document has already reported these.
+    reported: list[tuple[str, str]] = []
+    hints = typing.get_type_hints(Config)
+    parts: dict[str, Any] = {}
+    unchecked: list[str] = []
+    base = base_dir or Path()
+
+    for name in ("server", "admin", "storage", "idempotency_window"):
+        if name not in document:
+            continue
+
+        value = convert(hints[name], document[name], name, reported)
+
+        if value is INVALID:
+            unchecked.append(name)
+        else:
+            parts[name] = value
+
+    if "server" in parts:
+        parts["server"] = resolve_server(parts["server"], base)
+
+    if "storage" in parts:
+        parts["storage"] = resolve_storage(parts["storage"], base)
+
+    routes: list[RouteConfig | None] | None = None
+
+    if isinstance(document.get("routes"), list):
+        routes = []
+
+        for index, item in enumerate(document["routes"]):
+            route = convert(RouteConfig, item, f"routes[{index}]", reported)
+
+            if route is INVALID:
+                unchecked.append(f"routes[{index}]")
+                routes.append(None)
+            else:
+                routes.append(resolve_route(route, base))
+    elif "routes" in document:
+        unchecked.append("routes")
+
+    check_parts(problems, warnings, routes=routes, **parts)
+    return unchecked
+
+
+def name_overrides(
+    problems: list[tuple[str, str]], overrides: Mapping[str, str]
+) -> list[tuple[str, str]]:
+    """Add `(from VARIABLE)` to each problem in a key that an override set."""
+    named: list[tuple[str, str]] = []
+
+    for path, message in problems:
+        variable = _override_of(path, overrides)
+
+        if variable is not None and variable not in message:
+            message = f"{message} (from {variable})"
+
+        named.append((path, message))
+
+    return named
+
+
+def _override_of(path: str, overrides: Mapping[str, str]) -> str | None:
+    """Return the variable that set `path` or a key that contains it."""
+    found: str | None = None
+    longest = -1
+
+    for key, variable in overrides.items():
+        inside = path == key or path.startswith((f"{key}.", f"{key}["))
+
+        if inside and len(key) > longest:
+            found, longest = variable, len(key)
+
+    return found
 
 
 def _with_warnings(config: Config, warnings: list[tuple[str, str]]) -> Config:
@@ -284,10 +402,13 @@ def apply_environment(
     problems: list[tuple[str, str]],
     *,
     top_level_keys: Collection[str] = _TOP_LEVEL_KEYS,
+    overrides: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """Return a copy of the document with `KRATOS_WEBHOOKS_*` overrides applied.
 
     Only variables whose first level is one of `top_level_keys` are overrides.
+    `overrides`, when given, receives the key path each variable set, such as
+    `routes[0].upstream`, mapped to the variable's name.
     """
     result: dict[str, Any] = _deep_copy(document)
 
@@ -306,7 +427,8 @@ def apply_environment(
             problems.append((_display(parts), f"{name} is not a valid YAML value"))
             continue
 
-        _set_path(result, parts, value, name, problems)
+        if _set_path(result, parts, value, name, problems) and overrides is not None:
+            overrides[_display(parts)] = name
 
     return result
 
@@ -317,7 +439,8 @@ def _set_path(
     value: Any,
     variable: str,
     problems: list[tuple[str, str]],
-) -> None:
+) -> bool:
+    """Set the value at `parts`; return False after recording why it cannot."""
     node: Any = document
 
     for depth, part in enumerate(parts[:-1]):
@@ -327,7 +450,7 @@ def _set_path(
         if node is None:
             path = _display(parts[: depth + 1])
             problems.append((path, f"{variable} addresses a missing list item"))
-            return
+            return False
 
     last = parts[-1]
 
@@ -336,16 +459,17 @@ def _set_path(
 
         if not 0 <= index <= len(node):
             problems.append((_display(parts), f"{variable} addresses a missing item"))
-            return
+            return False
 
         if index == len(node):
             node.append(value)
         else:
             node[index] = value
 
-        return
+        return True
 
     node[last] = value
+    return True
 
 
 def _display(parts: list[str]) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 from urllib.parse import urlsplit
@@ -13,15 +14,34 @@ from .secrets import HmacKey, Secret
 from .tls.checks import check_client_certificates, check_key_password
 
 if TYPE_CHECKING:
-    from .config import Config, RouteConfig, ServerConfig, VerifyConfig
+    from .config import (
+        AdminConfig,
+        Config,
+        RouteConfig,
+        ServerConfig,
+        TlsConfig,
+        VerifyConfig,
+    )
 
-__all__ = ["check_config", "parse_listen"]
+__all__ = [
+    "PLAIN_PATH",
+    "PLAIN_PATH_MESSAGE",
+    "check_config",
+    "check_parts",
+    "parse_listen",
+]
 
 Problems = list[tuple[str, str]]
 
 # Kratos gives up on an attempt after 30 s, so a sync answer must come sooner.
 MAX_SYNC_TIMEOUT: Final = 25.0
 _METHOD: Final = re.compile(r"[A-Z]{1,20}")
+# The path characters of RFC 3986 without `%`: requests are routed on the path
+# as sent, so a configured path must need no percent-encoding to be matched.
+PLAIN_PATH: Final = re.compile(r"/[A-Za-z0-9\-._~!$&'()*+,;=:@/]*")
+PLAIN_PATH_MESSAGE: Final = (
+    "must contain only letters, digits and -._~!$&'()*+,;=:@/ (no percent-encoding)"
+)
 _TOKEN: Final = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _HANDLER: Final = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*")
 
@@ -50,35 +70,81 @@ def parse_listen(address: str) -> tuple[str, int]:
 
 def check_config(config: Config, problems: Problems, warnings: Problems) -> None:
     """Record every semantic problem of a converted configuration."""
-    _check_server(config.server, problems)
-    check_key_password(config.server.tls, "server.tls", problems, warnings)
-    _check_listen(config.admin.listen, "admin.listen", problems)
+    check_parts(
+        problems,
+        warnings,
+        server=config.server,
+        admin=config.admin,
+        storage=config.storage,
+        idempotency_window=config.idempotency_window,
+        routes=config.routes,
+    )
 
-    if not config.storage.startswith("sqlite://"):
+
+def check_parts(
+    problems: Problems,
+    warnings: Problems,
+    *,
+    server: ServerConfig | None = None,
+    admin: AdminConfig | None = None,
+    storage: str | None = None,
+    idempotency_window: float | None = None,
+    routes: Sequence[RouteConfig | None] | None = None,
+) -> None:
+    """Record the semantic problems of the parts given; None skips a part.
+
+    A None item of `routes` is a route that did not convert; the others keep
+    their index in the key paths.
+    """
+    if server is not None:
+        _check_server(server, problems)
+        check_key_password(server.tls, "server.tls", problems, warnings)
+
+    if admin is not None:
+        _check_listen(admin.listen, "admin.listen", problems)
+
+    if storage is not None and not storage.startswith("sqlite://"):
         problems.append(("storage", "only sqlite:///path URLs are supported"))
 
-    if config.idempotency_window <= 0:
+    if idempotency_window is not None and idempotency_window <= 0:
         problems.append(("idempotency_window", "must be above 0 seconds"))
 
-    if not config.routes:
+    if routes is not None:
+        _check_routes(routes, server.tls if server else None, problems, warnings)
+
+
+def _check_routes(
+    routes: Sequence[RouteConfig | None],
+    tls: TlsConfig | None,
+    problems: Problems,
+    warnings: Problems,
+) -> None:
+    if not routes:
         problems.append(("routes", "at least one route is needed"))
 
     seen: set[str] = set()
 
-    for index, route in enumerate(config.routes):
+    for index, route in enumerate(routes):
         path = f"routes[{index}]"
+
+        if route is None:
+            continue
 
         if route.path in seen:
             problems.append((f"{path}.path", f"{route.path} is configured twice"))
 
         seen.add(route.path)
         _check_route(route, path, problems, warnings)
-        check_client_certificates(
-            route.client_certificates,
-            config.server.tls,
-            f"{path}.client_certificates",
-            problems,
-        )
+
+        # The rules depend on the listener's client_auth, so they need the
+        # server's TLS settings.
+        if tls is not None:
+            check_client_certificates(
+                route.client_certificates,
+                tls,
+                f"{path}.client_certificates",
+                problems,
+            )
 
 
 def _check_listen(address: str, path: str, problems: Problems) -> None:
@@ -151,6 +217,8 @@ def _check_route(
 ) -> None:
     if not route.path.startswith("/"):
         problems.append((f"{path}.path", "must start with /"))
+    elif not PLAIN_PATH.fullmatch(route.path):
+        problems.append((f"{path}.path", PLAIN_PATH_MESSAGE))
 
     for index, method in enumerate(route.methods):
         if not _METHOD.fullmatch(method):
@@ -277,6 +345,17 @@ def _check_target(
     if route.mode == "async" and not route.upstream_secrets:
         problems.append(
             (f"{path}.upstream_secrets", "async routes sign deliveries: add a secret")
+        )
+
+    unsigned = route.upstream is not None and not route.upstream_secrets
+
+    if route.mode == "sync" and unsigned:
+        warnings.append(
+            (
+                f"{path}.upstream_secrets",
+                "calls to the upstream are not signed, so the application "
+                "cannot verify that they come from the receiver: add a secret",
+            )
         )
 
     for index, reference in enumerate(route.upstream_secrets):

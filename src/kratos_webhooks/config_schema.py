@@ -12,11 +12,11 @@ import types
 import typing
 from typing import Any, Literal, get_args, get_origin
 
-__all__ = ["convert", "yaml_key"]
+__all__ = ["INVALID", "convert", "yaml_key"]
 
 Problems = list[tuple[str, str]]
 
-_INVALID: Any = object()
+INVALID: Any = object()
 
 
 def yaml_key(field: dataclasses.Field[Any]) -> str:
@@ -33,7 +33,12 @@ def _join(path: str, key: str | int) -> str:
 
 
 def convert(target: Any, value: Any, path: str, problems: Problems) -> Any:
-    """Convert `value` to `target`; on failure, record why and return a marker."""
+    """Convert `value` to `target`, recording every problem with its key path.
+
+    Returns a marker instead of the object when a key is missing or a value has
+    the wrong type. Unknown keys are recorded and ignored, so the result may be
+    built although `problems` is not empty: the caller must check both.
+    """
     origin = get_origin(target)
 
     if dataclasses.is_dataclass(target) and isinstance(target, type):
@@ -56,7 +61,7 @@ def _convert_dataclass(
 ) -> Any:
     if not isinstance(value, dict):
         problems.append((path, "expected a mapping"))
-        return _INVALID
+        return INVALID
 
     hints = typing.get_type_hints(target)
     fields = [f for f in dataclasses.fields(target) if not f.metadata.get("internal")]
@@ -64,10 +69,11 @@ def _convert_dataclass(
     arguments: dict[str, Any] = {}
     failed = False
 
+    # An unknown key is reported but does not stop the object from being
+    # built, so that the value checks of its other keys still run.
     for key in value:
         if key not in known:
             problems.append((_join(path, str(key)), "unknown key"))
-            failed = True
 
     for field in fields:
         key = yaml_key(field)
@@ -82,13 +88,13 @@ def _convert_dataclass(
 
         converted = convert(hints[field.name], value[key], field_path, problems)
 
-        if converted is _INVALID:
+        if converted is INVALID:
             failed = True
         else:
             arguments[field.name] = converted
 
     if failed:
-        return _INVALID
+        return INVALID
 
     return target(**arguments)
 
@@ -112,7 +118,7 @@ def _convert_literal(
 
     listed = ", ".join(repr(choice) for choice in choices)
     problems.append((path, f"expected one of {listed}, got {value!r}"))
-    return _INVALID
+    return INVALID
 
 
 def _convert_optional(
@@ -128,15 +134,15 @@ def _convert_optional(
 def _convert_tuple(item: Any, value: Any, path: str, problems: Problems) -> Any:
     if not isinstance(value, list):
         problems.append((path, "expected a list"))
-        return _INVALID
+        return INVALID
 
     items = [
         convert(item, entry, _join(path, index), problems)
         for index, entry in enumerate(value)
     ]
 
-    if any(entry is _INVALID for entry in items):
-        return _INVALID
+    if any(entry is INVALID for entry in items):
+        return INVALID
 
     return tuple(items)
 
@@ -147,27 +153,27 @@ def _convert_scalar(target: Any, value: Any, path: str, problems: Problems) -> A
             return value
 
         problems.append((path, f"expected true or false, got {value!r}"))
-        return _INVALID
+        return INVALID
 
     if target is int:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
 
         problems.append((path, f"expected a whole number, got {value!r}"))
-        return _INVALID
+        return INVALID
 
     if target is float:
         if isinstance(value, int | float) and not isinstance(value, bool):
             return float(value)
 
         problems.append((path, f"expected a number, got {value!r}"))
-        return _INVALID
+        return INVALID
 
     if target is str:
         if isinstance(value, str):
             return value
 
         problems.append((path, f"expected a string, got {value!r}"))
-        return _INVALID
+        return INVALID
 
     raise TypeError(f"no conversion for {target!r}")

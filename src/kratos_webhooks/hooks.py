@@ -386,9 +386,18 @@ def load_handler(spec: str, hook: HookPoint | None = None) -> Handler:
     try:
         target: Any = importlib.import_module(module_name)
     except ImportError as exc:
-        raise ConfigError(
-            f"handler module {module_name!r} cannot be imported: {exc}"
-        ) from exc
+        message = f"handler module {module_name!r} cannot be imported: {exc}"
+        missing = getattr(exc, "name", None) or ""
+
+        # A console script does not put the working directory on sys.path,
+        # so a module beside the configuration is not found without help.
+        if missing and (module_name + ".").startswith(missing + "."):
+            message += (
+                f"; is the directory that contains {missing!r} on PYTHONPATH?"
+                " For example PYTHONPATH=examples/handlers kratos-webhooks serve ..."
+            )
+
+        raise ConfigError(message) from exc
 
     for name in attribute.split("."):
         try:

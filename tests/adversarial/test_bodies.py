@@ -18,6 +18,7 @@ from .conftest import (
     api_headers,
     assert_error,
     event_body,
+    mac_envelope,
     raw,
     sw_headers,
     wait_delivered,
@@ -366,10 +367,16 @@ BAD_JSON = [
     ("two_documents", 400, "invalid_json"),
     ("single_quotes", 400, "invalid_json"),
     ("empty", 400, "invalid_json"),
+    ("nested_1000", 400, "invalid_json"),
+    ("nested_30000", 400, "invalid_json"),
     ("array", 422, "invalid_payload"),
     ("string", 422, "invalid_payload"),
     ("null", 422, "invalid_payload"),
 ]
+
+
+def _nested(depth: int) -> bytes:
+    return b"[" * depth + b"]" * depth
 
 
 def _bad_json(case: str, marker: str) -> bytes:
@@ -384,6 +391,8 @@ def _bad_json(case: str, marker: str) -> bytes:
         "two_documents": b'{"marker": "%s"}{"a": 1}' % text,
         "single_quotes": b"{'marker': '%s'}" % text,
         "empty": b"",
+        "nested_1000": b'{"marker": "%s", "x": %s}' % (text, _nested(1000)),
+        "nested_30000": b'{"marker": "%s", "x": %s}' % (text, _nested(30_000)),
         "array": b'["%s"]' % text,
         "string": b'"%s"' % text,
         "null": b"null",
@@ -406,6 +415,20 @@ def test_bad_json_rejected(
     response = _post(client, receiver, "/apikey/async", body, api_headers())
 
     assert_error(response, status, code)
+
+
+@pytest.mark.parametrize("path", ["/mac/sync", "/mac/async"])
+def test_deep_jsonnet_mac_payload_rejected(
+    client: httpx.Client, receiver: ServeProcess, ledger: Ledger, path: str
+) -> None:
+    marker = ledger.marker()
+    ledger.refused_markers.add(marker)
+    payload = b'{"marker": "%s", "x": %s}' % (marker.encode(), _nested(5000))
+    body = mac_envelope(ledger, payload)
+    headers = {"content-type": "application/json"}
+    response = _post(client, receiver, path, body, headers)
+
+    assert_error(response, 400, "invalid_json")
 
 
 @pytest.mark.parametrize(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 import uuid
 
 import httpx
@@ -499,3 +500,79 @@ def test_mac_replay_same_body_stored_once(
     assert {a.json()["webhook_id"] for a in answers} == {webhook_id}
     ledger.accept("/mac/async", webhook_id, envelope)
     assert len(wait_delivered(upstream, "/up/mac/async"[3:], webhook_id)) == 1
+
+
+def _with_trigger(trigger: str) -> dict[str, str]:
+    return {**JSON, "ory-webhook-trigger-id": trigger}
+
+
+@pytest.mark.parametrize("path", ["/mac/sync", "/mac/async"])
+def test_mac_replay_fresh_trigger_not_processed(
+    client: httpx.Client,
+    receiver: ServeProcess,
+    upstream: Upstream,
+    ledger: Ledger,
+    path: str,
+) -> None:
+    envelope = mac_envelope(ledger, event_body(ledger))
+    answers = [
+        _post(client, receiver, path, envelope, _with_trigger(str(uuid.uuid4())))
+        for _ in range(3)
+    ]
+
+    assert len({a.status_code for a in answers}) == 1
+    assert answers[0].status_code in (202, 204), answers[0].text
+    forwarded = [r for r in upstream.requests_to("/up" + path) if r.body == envelope]
+
+    if path.endswith("async"):
+        webhook_id = answers[0].json()["webhook_id"]
+        assert {a.json()["webhook_id"] for a in answers} == {webhook_id}
+        ledger.accept(path, webhook_id, envelope)
+        forwarded = wait_delivered(upstream, path, webhook_id)
+        time.sleep(0.5)
+
+    assert len(forwarded) == 1
+
+
+@pytest.mark.parametrize("path", ["/apikey/sync", "/basic/sync"])
+def test_credential_replay_fresh_trigger_not_processed(
+    client: httpx.Client,
+    receiver: ServeProcess,
+    upstream: Upstream,
+    ledger: Ledger,
+    path: str,
+) -> None:
+    body = event_body(ledger)
+    credential = (
+        {API_KEY_HEADER: API_KEY}
+        if path.startswith("/apikey")
+        else {"authorization": basic_value()}
+    )
+    answers = [
+        _post(
+            client,
+            receiver,
+            path,
+            body,
+            {**_with_trigger(str(uuid.uuid4())), **credential},
+        )
+        for _ in range(3)
+    ]
+
+    assert [a.status_code for a in answers] == [204, 204, 204]
+    forwarded = [r for r in upstream.requests_to("/up" + path) if r.body == body]
+    assert len(forwarded) == 1
+
+
+def test_kratos_retry_same_trigger_processed_once(
+    client: httpx.Client, receiver: ServeProcess, upstream: Upstream, ledger: Ledger
+) -> None:
+    envelope = mac_envelope(ledger, event_body(ledger))
+    headers = _with_trigger(str(uuid.uuid4()))
+    answers = [
+        _post(client, receiver, "/mac/sync", envelope, headers) for _ in range(3)
+    ]
+
+    assert [a.status_code for a in answers] == [204, 204, 204]
+    forwarded = [r for r in upstream.requests_to("/up/mac/sync") if r.body == envelope]
+    assert len(forwarded) == 1

@@ -88,8 +88,14 @@ def test_kill_during_burst_loses_nothing(tmp_path: Path) -> None:
                         continue
 
                     if response.status_code == 202:
+                        # The key of an API key route is a hash of its body.
+                        stored_id = response.json()["webhook_id"]
+
+                        if path == "/sw":
+                            assert stored_id == webhook_id
+
                         with lock:
-                            accepted[(path, webhook_id)] = body
+                            accepted[(path, stored_id)] = body
 
         threads = [threading.Thread(target=burst, args=(n,)) for n in range(THREADS)]
 

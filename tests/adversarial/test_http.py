@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import time
 
+import httpx
 import pytest
 
 from ..receiver.harness import Certificates, ServeProcess, Upstream
@@ -13,6 +14,7 @@ from .conftest import (
     BODY_TIMEOUT,
     HEADER_TIMEOUT,
     IDLE_TIMEOUT,
+    MAX_HEADER_BYTES,
     Ledger,
     api_headers,
     assert_error,
@@ -97,6 +99,12 @@ def test_head_refused_without_body(
         "/APIKEY/SYNC",
         "/apikey/sync.json",
         "*",
+        "/apikey%2Fsync",
+        "/apikey%2fsync",
+        "/apikey%2Fsync/",
+        "/%61pikey/sync",
+        "/apikey/syn%63",
+        "https://127.0.0.1/apikey%2Fsync",
     ],
 )
 def test_path_tricks_not_found(
@@ -186,8 +194,7 @@ def test_pipelined_requests_answered_in_order(
 
 SMUGGLING = {
     "content_length_and_chunked": [("Transfer-Encoding", "chunked")],
-    "two_content_lengths": [("Content-Length", "5")],
-    "identity_transfer_encoding": [("Transfer-Encoding", "identity")],
+    "two_content_lengths": [("Content-Length", "5"), ("Content-Length", "6")],
     "obs_fold": [("X-Folded", "a\r\n  b")],
     "nul_in_value": [("X-Nul", "a\x00b")],
     "control_in_value": [("X-Control", "a\x01b")],
@@ -212,8 +219,102 @@ def test_malformed_framing_rejected(
         response = connection.read_response()
         closed = connection.closed_by_peer(within=1.0)
 
-    # NOTE: uvicorn answers these itself, in plain text without a reason code.
-    assert response.status == 400
+    assert_error(response, 400, "malformed_request")
+    assert closed
+
+
+@pytest.mark.parametrize(
+    "request_line",
+    [
+        b"FOO /apikey/sync HTTP/1.1",
+        b"P0ST /apikey/sync HTTP/1.1",
+        b"CONNECT 127.0.0.1:443 HTTP/1.1",
+        b"PRI * HTTP/2.0",
+        b"POST /apikey/sync HTTP/9.9",
+        b"POST /apikey/sync",
+    ],
+)
+def test_malformed_request_line_rejected(
+    receiver: ServeProcess, certificates: Certificates, request_line: bytes
+) -> None:
+    data = request_line + b"\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\n\r\n"
+
+    if request_line.startswith(b"PRI"):
+        data = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+
+    response = _exchange(receiver, certificates, data)
+
+    assert 400 <= response.status < 500
+    assert_error(response, response.status, response.error_code())
+
+
+def test_malformed_request_logged_and_counted(
+    receiver: ServeProcess, certificates: Certificates
+) -> None:
+    data = b"FOO /apikey/sync HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+    before = _rejections_counted(receiver, "400", "malformed_request")
+    response = _exchange(receiver, certificates, data)
+
+    assert_error(response, 400, "malformed_request")
+    assert _rejections_counted(receiver, "400", "malformed_request") == before + 1
+    lines = [
+        line
+        for line in list(receiver.log_lines)
+        if line.get("event") == "request" and line.get("reason") == "malformed_request"
+    ]
+    assert lines
+    assert lines[-1]["status"] == 400
+    assert lines[-1]["route"] == "-"
+    assert lines[-1]["source"] == "127.0.0.1"
+
+
+def _rejections_counted(receiver: ServeProcess, status: str, reason: str) -> float:
+    text = httpx.get(receiver.admin_url("/metrics"), timeout=5.0).text
+    labels = f'{{reason="{reason}",route="-",status="{status}"}}'
+
+    for line in text.splitlines():
+        if line.startswith("kratos_webhooks_requests_total" + labels):
+            return float(line.rpartition(" ")[2])
+
+    return 0.0
+
+
+@pytest.mark.parametrize(
+    ("codings", "status", "code"),
+    [
+        (["gzip, chunked"], 415, "unsupported_encoding"),
+        (["deflate", "chunked"], 415, "unsupported_encoding"),
+        (["identity"], 415, "unsupported_encoding"),
+        (["gzip"], 415, "unsupported_encoding"),
+        # llhttp itself rejects chunked followed by another coding.
+        (["chunked, chunked"], 400, "malformed_request"),
+        (["chunked", "chunked"], 400, "malformed_request"),
+    ],
+)
+def test_other_transfer_codings_rejected(
+    receiver: ServeProcess,
+    certificates: Certificates,
+    ledger: Ledger,
+    codings: list[str],
+    status: int,
+    code: str,
+) -> None:
+    marker = ledger.marker()
+    ledger.refused_markers.add(marker)
+    payload = b'{"marker": "' + marker.encode() + b'"}'
+    chunked = b"%x\r\n%s\r\n0\r\n\r\n" % (len(payload), payload)
+    headers = [*list(api_headers().items())]
+    headers += [("Transfer-Encoding", coding) for coding in codings]
+    data = request_bytes(
+        "POST", "/apikey/async", headers, chunked, content_length=False
+    )
+
+    with raw(receiver, certificates) as connection:
+        connection.send(data)
+        response = connection.read_response()
+        closed = connection.closed_by_peer(within=1.0)
+
+    assert_error(response, status, code)
     assert closed
 
 
@@ -230,7 +331,7 @@ def test_bad_chunk_size_rejected(
         connection.send(data)
         response = connection.read_response()
 
-    assert response.status == 400
+    assert_error(response, 400, "malformed_request")
 
 
 def test_smuggled_request_not_processed(
@@ -255,7 +356,7 @@ def test_smuggled_request_not_processed(
         first = connection.read_response()
         closed = connection.closed_by_peer(within=1.0)
 
-    assert first.status == 400
+    assert_error(first, 400, "malformed_request")
     assert closed
     assert b"HTTP/1.1" not in connection.buffer
 
@@ -265,8 +366,10 @@ def test_smuggled_request_not_processed(
     [
         [(f"X-Header-{i}", "v" * 8) for i in range(30_000)],
         [("X-Big", "a" * 600_000)],
+        [("X-Big", "a" * (MAX_HEADER_BYTES + 1))],
+        [(f"X-Header-{i}", "v" * 100) for i in range(MAX_HEADER_BYTES // 100)],
     ],
-    ids=["many_headers", "one_huge_header"],
+    ids=["many_headers", "one_huge_header", "just_over", "many_just_over"],
 )
 def test_oversized_headers_rejected(
     receiver: ServeProcess,
@@ -279,10 +382,7 @@ def test_oversized_headers_rejected(
     data = _api_request(ledger, extra=extra, body=body)
     response = _exchange(receiver, certificates, data)
 
-    # NOTE: far above the limit on purpose. Headers that arrive complete in
-    # one read are not counted, so a few times the limit can get through.
-    assert response.status == 431
-    assert response.error_code() == "payload_too_large"
+    assert_error(response, 431, "payload_too_large")
 
 
 def test_long_request_line_rejected(
@@ -291,7 +391,7 @@ def test_long_request_line_rejected(
     target = "/apikey/sync?" + "a" * 600_000
     response = _exchange(receiver, certificates, _api_request(ledger, target=target))
 
-    assert response.status == 431
+    assert_error(response, 431, "payload_too_large")
 
 
 def test_expect_continue_oversized_rejected_unread(
@@ -428,3 +528,31 @@ def test_plain_http_on_tls_port_closed(receiver: ServeProcess, ledger: Ledger) -
 
     assert b"HTTP/1.1" not in received
     assert time.monotonic() - started < HEADER_TIMEOUT + SLACK
+
+
+@pytest.mark.parametrize(
+    ("method", "status", "code"),
+    [("GET", 405, "method_not_allowed"), ("POST", 401, "credential_mismatch")],
+)
+def test_websocket_upgrade_answered_by_pipeline(
+    receiver: ServeProcess,
+    certificates: Certificates,
+    ledger: Ledger,
+    method: str,
+    status: int,
+    code: str,
+) -> None:
+    body = event_body(ledger)
+    ledger.refused(body)
+    headers = [
+        ("Connection", "Upgrade"),
+        ("Upgrade", "websocket"),
+        ("Sec-WebSocket-Version", "13"),
+        ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
+        ("Content-Type", "application/json"),
+        (API_KEY_HEADER, "wrong"),
+    ]
+    data = request_bytes(method, "/apikey/sync", headers, body)
+    response = _exchange(receiver, certificates, data)
+
+    assert_error(response, status, code)

@@ -15,6 +15,7 @@ from ..receiver.harness import (
     Upstream,
     base_config,
     serving,
+    wait_until,
     write_config,
 )
 from .conftest import ENV, Ledger, api_headers, assert_error, event_body, route
@@ -225,3 +226,66 @@ def test_ipv6_peer_and_mapped_forwarding(
 
     if status == 403:
         assert_error(response, 403, "forbidden_source")
+
+
+@pytest.fixture(scope="module")
+def dual_stack_receiver(
+    tmp_path_factory: pytest.TempPathFactory, upstream: Upstream
+) -> Iterator[tuple[ServeProcess, Certificates]]:
+    """A receiver on `[::]`, which IPv4 clients reach as ::ffff:a.b.c.d."""
+    tmp_path: Path = tmp_path_factory.mktemp("dual-stack")
+    ca = trustme.CA()
+    issued = ca.issue_cert("::1", "127.0.0.1")
+    certificates = Certificates(tmp_path / "tls.crt", tmp_path / "tls.key", ca)
+    issued.cert_chain_pems[0].write_to_path(certificates.cert_file)
+    issued.private_key_pem.write_to_path(certificates.key_file)
+    config = base_config(tmp_path, certificates)
+    config["server"]["listen"] = "[::]:0"
+    api = {
+        "scheme": "kratos-api-key",
+        "secrets": ["env:ADV_API_KEY"],
+        "name": "X-Webhook-Secret",
+    }
+    config["routes"] = [
+        route("/dual/v4", upstream, "sync", api, allow_from=["127.0.0.1/32"]),
+        route("/dual/v6", upstream, "sync", api, allow_from=["::1/128"]),
+    ]
+    config_file = write_config(tmp_path / "receiver.yaml", config)
+
+    with serving(config_file, ENV) as server:
+        yield server, certificates
+
+
+@pytest.mark.parametrize(
+    ("host", "path", "status"),
+    [
+        ("127.0.0.1", "/dual/v4", 204),
+        ("127.0.0.1", "/dual/v6", 403),
+        ("[::1]", "/dual/v6", 204),
+        ("[::1]", "/dual/v4", 403),
+    ],
+)
+def test_dual_stack_listener_sees_ipv4(
+    dual_stack_receiver: tuple[ServeProcess, Certificates],
+    host: str,
+    path: str,
+    status: int,
+) -> None:
+    server, certificates = dual_stack_receiver
+    url = f"https://{host}:{server.https_port}{path}"
+
+    with httpx.Client(verify=certificates.client_context(), timeout=10.0) as client:
+        response = client.post(url, content=b'{"flow": {}}', headers=api_headers())
+
+    assert response.status_code == status, response.text
+    # The access line names the IPv4 client as 127.0.0.1, not ::ffff:127.0.0.1.
+    source = "127.0.0.1" if host == "127.0.0.1" else "::1"
+    expected = {"route": path, "source": source, "status": status}
+    assert wait_until(
+        lambda: any(
+            line.get("event") == "request"
+            and {key: line.get(key) for key in expected} == expected
+            for line in list(server.log_lines)
+        ),
+        5,
+    )

@@ -159,6 +159,43 @@ def test_redrive_one_dead_letter(
     assert [int(r.split()[0]) for r in listed.output.splitlines()[1:]] == [ids["dead2"]]
 
 
+def test_delivered_after_redrive_drops_retry_fields(
+    runner: CliRunner, database: Path, ids: dict[str, int]
+) -> None:
+    redriven = runner.invoke(inbox, ["redrive", str(ids["dead"]), *storage(database)])
+
+    assert redriven.exit_code == 0, redriven.output
+
+    async def deliver() -> None:
+        store = StateStore.open(f"sqlite://{database}")
+        await store.start()
+
+        try:
+            await store.mark_delivered(ids["dead"], 1_700_000_100.0)
+        finally:
+            await store.close()
+
+    asyncio.run(deliver())
+    listed = runner.invoke(inbox, ["list", "--state", "delivered", *storage(database)])
+    shown = runner.invoke(inbox, ["show", str(ids["dead"]), *storage(database)])
+    fields = {}
+
+    for line in shown.output.splitlines():
+        name, _, value = line.partition(":")
+        fields[name.strip()] = value.strip()
+
+    rows = [line.split() for line in listed.output.splitlines()[1:]]
+    row = next(row for row in rows if row[0] == str(ids["dead"]))
+
+    assert "HTTP 500" not in listed.output
+    assert row[-1] == "-"
+    assert fields["state"] == "delivered"
+    assert fields["delivered"] == "2023-11-14T22:15:00Z"
+    assert fields["next attempt"] == "-"
+    assert fields["retrying since"] == "-"
+    assert fields["last error"] == "-"
+
+
 def test_redrive_all(runner: CliRunner, database: Path, ids: dict[str, int]) -> None:
     result = runner.invoke(inbox, ["redrive", "--all", *storage(database)])
     again = runner.invoke(inbox, ["redrive", "--all", *storage(database)])
@@ -292,7 +329,6 @@ def test_bad_storage_in_config_exits_2(
 @pytest.mark.parametrize(
     ("content", "message"),
     [
-        ("routes: []\n", "server: missing required key"),
         ("- just\n- a list\n", "must hold a mapping"),
         ("storage: [unclosed\n", "is not valid YAML"),
     ],
@@ -307,6 +343,46 @@ def test_invalid_config_exits_2(
 
     assert result.exit_code == 2
     assert message in result.output
+
+
+def test_config_read_for_storage_only(
+    runner: CliRunner,
+    tmp_path: Path,
+    database: Path,
+    ids: dict[str, int],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("INBOX_TEST_ABSENT_SECRET", raising=False)
+    config = tmp_path / "receiver.yaml"
+    config.write_text(
+        "server: {tls: {cert_file: absent.crt, key_file: absent.key}}\n"
+        "storage: sqlite://state.db\n"
+        "routes:\n"
+        "- path: /hooks/login/after\n"
+        "  verify:\n"
+        "    scheme: standard-webhooks\n"
+        "    secrets: [env:INBOX_TEST_ABSENT_SECRET]\n"
+        "  mode: sync\n"
+        "  handler: inbox_test_absent_module:on_login\n"
+    )
+    monkeypatch.chdir(tmp_path.parent)
+    result = runner.invoke(inbox, ["list", "--config", str(config)])
+
+    assert database == tmp_path / "state.db"
+    assert result.exit_code == 0, result.output
+    assert len(result.output.splitlines()) == 5
+
+
+def test_storage_override_named_in_error(
+    runner: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = write_config(tmp_path, "")
+    monkeypatch.setenv("KRATOS_WEBHOOKS_STORAGE", "[1, 2]")
+    result = runner.invoke(inbox, ["list", "--config", str(config)])
+
+    assert result.exit_code == 2
+    assert "storage: expected a string" in result.output
+    assert "(from KRATOS_WEBHOOKS_STORAGE)" in result.output
 
 
 def test_missing_config_file_exits_2(runner: CliRunner, tmp_path: Path) -> None:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import socket
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 from click.testing import CliRunner
 
@@ -14,6 +17,8 @@ from kratos_webhooks.cli import main
 from kratos_webhooks.secrets import HmacKey
 
 from ..receiver.harness import base_config, make_certificates, serve_command
+
+EXAMPLES = Path(__file__).parents[2] / "examples"
 
 
 def _config(tmp_path: Path) -> dict[str, object]:
@@ -133,3 +138,69 @@ def test_serve_bad_certificate_exits_3(tmp_path: Path) -> None:
 
     assert result.returncode == 3
     assert b"cannot start" in result.stderr
+
+
+def test_config_check_example_from_elsewhere(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from kratos_webhooks.cli.demo import prepare
+
+    examples = tmp_path / "examples"
+    examples.mkdir()
+    shutil.copy(EXAMPLES / "receiver.yaml", examples / "receiver.yaml")
+    prepare(examples / ".state", port=8443, admin_port=9464, app_port=8000)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    result = CliRunner().invoke(
+        main, ["config", "check", str(examples / "receiver.yaml")]
+    )
+
+    assert result.exit_code == 0, result.output
+    assert "ok, 10 route(s)" in result.output
+
+
+def test_config_check_names_override(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "ok.yaml"
+    path.write_text(yaml.safe_dump(_config(tmp_path)))
+    monkeypatch.setenv("KRATOS_WEBHOOKS_ROUTES__0__UPSTREAM", "ftp://127.0.0.1/")
+    result = CliRunner().invoke(main, ["config", "check", str(path)])
+
+    assert result.exit_code == 2
+    assert (
+        "routes[0].upstream: must be an http:// or https:// URL"
+        " (from KRATOS_WEBHOOKS_ROUTES__0__UPSTREAM)" in result.output
+    )
+
+
+def test_config_check_finds_example_handler(tmp_path: Path) -> None:
+    config = _config(tmp_path)
+    route = config["routes"][0]  # type: ignore[index]
+    del route["upstream"]
+    route.update(hook="registration.after", handler="kratos_hooks:check_registration")
+    path = tmp_path / "handler.yaml"
+    path.write_text(yaml.safe_dump(config))
+    # The console script, because `python -c` would put the working
+    # directory on sys.path and the script does not.
+    script = Path(sys.executable).parent / "kratos-webhooks"
+    command = [str(script), "config", "check", str(path)]
+    environ = dict(os.environ)
+    without = subprocess.run(
+        command, capture_output=True, text=True, timeout=60, check=False, env=environ
+    )
+
+    assert without.returncode == 2
+    assert "is the directory that contains 'kratos_hooks' on PYTHONPATH?" in (
+        without.stderr
+    )
+
+    search_path = [str(EXAMPLES / "handlers"), environ.get("PYTHONPATH", "")]
+    environ["PYTHONPATH"] = os.pathsep.join(search_path)
+    found = subprocess.run(
+        command, capture_output=True, text=True, timeout=60, check=False, env=environ
+    )
+
+    assert found.returncode == 0, found.stderr
+    assert "ok, 1 route(s)" in found.stdout

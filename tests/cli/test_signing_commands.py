@@ -359,3 +359,92 @@ def test_secret_new_usage_error(runner: CliRunner) -> None:
     result = runner.invoke(main, ["secret", "new", "--bytes", "8"])
 
     assert result.exit_code == 2
+
+
+def test_sign_output_verifies_from_file(runner: CliRunner, tmp_path: Path) -> None:
+    body_file = tmp_path / "body.json"
+    body_file.write_bytes(BODY)
+    signed = runner.invoke(
+        main,
+        [
+            *("sign", "--secret-env", "HOOK_SECRET", "--id", "msg_1"),
+            *("--timestamp", str(NOW), "--body-file", str(body_file)),
+        ],
+    )
+
+    assert signed.exit_code == 0, signed.output
+
+    headers_file = tmp_path / "headers.txt"
+    headers_file.write_text(signed.output)
+    common = ["verify", "--secret-env", "HOOK_SECRET", "--body-file", str(body_file)]
+    verified = runner.invoke(
+        main, [*common, "--headers-file", str(headers_file), "--now", str(NOW)]
+    )
+    late = runner.invoke(
+        main, [*common, "--headers-file", str(headers_file), "--now", str(NOW + 301)]
+    )
+
+    assert verified.exit_code == 0, verified.output
+    assert verified.output == "ok\n"
+    assert late.exit_code == 1
+    assert late.output.startswith("timestamp_too_old")
+
+
+@pytest.mark.parametrize("output_format", ["headers", "json"])
+def test_sign_output_verifies_from_stdin(
+    runner: CliRunner, tmp_path: Path, output_format: str
+) -> None:
+    body_file = tmp_path / "body.json"
+    body_file.write_bytes(BODY)
+    signed = runner.invoke(
+        main,
+        [
+            *("sign", "--secret-env", "HOOK_SECRET", "--format", output_format),
+            *("--timestamp", str(NOW), "--body-file", str(body_file)),
+        ],
+    )
+    verified = runner.invoke(
+        main,
+        [
+            *("verify", "--secret-env", "HOOK_SECRET", "--headers-file", "-"),
+            *("--body-file", str(body_file), "--now", str(NOW)),
+        ],
+        input=signed.output,
+    )
+    tampered = runner.invoke(
+        main,
+        [
+            *("verify", "--secret-env", "HOOK_SECRET", "--headers-file", "-"),
+            *("--body-file", str(body_file), "--now", str(NOW)),
+        ],
+        input=signed.output.replace("msg_", "msg_x"),
+    )
+
+    assert verified.exit_code == 0, verified.output
+    assert verified.output == "ok\n"
+    assert tampered.exit_code == 1
+    assert tampered.output.startswith("signature_mismatch")
+
+
+def test_verify_stdin_headers_need_body_file(runner: CliRunner) -> None:
+    result = runner.invoke(
+        main,
+        ["verify", "--secret-env", "HOOK_SECRET", "--headers-file", "-"],
+        input="webhook-id: msg_1\n",
+    )
+
+    assert result.exit_code == 2
+    assert "give the body with --body-file" in result.output
+
+
+def test_verify_headers_file_bad_line(runner: CliRunner, tmp_path: Path) -> None:
+    headers_file = tmp_path / "headers.txt"
+    headers_file.write_text("webhook-id: msg_1\nno colon here\n")
+    result = runner.invoke(
+        main,
+        ["verify", "--secret-env", "HOOK_SECRET", "--headers-file", str(headers_file)],
+        input=BODY,
+    )
+
+    assert result.exit_code == 2
+    assert "expected 'name: value', got 'no colon here'" in result.output

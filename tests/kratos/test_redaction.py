@@ -14,7 +14,7 @@ from urllib.parse import parse_qsl
 import httpx
 import pytest
 
-from kratos_webhooks import ConfigError, InvalidJson
+from kratos_webhooks import ConfigError, InvalidJson, WebhookError
 from kratos_webhooks.hooks import HookRegistry
 from kratos_webhooks.kratos.models import decode_context
 from kratos_webhooks.kratos.redaction import (
@@ -334,3 +334,20 @@ def test_upstream_receives_redacted_body(
             assert forwarded["identity"]["traits"]["email"] == REDACTED
 
     assert len(received) == 7
+
+
+def test_moderately_deep_body_redacted() -> None:
+    body = b'{"a": ' + b"[" * 400 + b"]" * 400 + b"}"
+
+    assert json.loads(Redactor().redact_body(body)) == json.loads(body)
+
+
+@pytest.mark.parametrize("depth", [900, 5000])
+def test_deep_body_rejected_not_recursion_error(depth: int) -> None:
+    body = b'{"a": ' + b"[" * depth + b"]" * depth + b"}"
+
+    with pytest.raises(WebhookError) as caught:
+        Redactor().redact_body(body)
+
+    assert caught.value.status in (400, 422)
+    assert "nested too deeply" in caught.value.message

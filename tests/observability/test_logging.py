@@ -3,6 +3,8 @@ from __future__ import annotations
 import io
 import json
 import logging
+import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import datetime
 
@@ -98,3 +100,39 @@ def test_other_lines_still_rendered_by_structlog(stream: io.StringIO) -> None:
     assert line["event"] == "started"
     assert line["routes"] == 2
     assert "secret" not in line
+
+
+# Run as `serve` runs it, in a child process, so the global setup stays there.
+SCRIPT = """
+import logging
+import httpx
+from kratos_webhooks.observability.logging import configure_logging
+
+configure_logging("info")
+transport = httpx.MockTransport(lambda request: httpx.Response(204))
+
+with httpx.Client(transport=transport) as client:
+    client.post("http://upstream.test/hook?token=query-secret-value")
+
+logging.getLogger("httpx").warning("httpx warning still shown")
+logging.getLogger("kratos_webhooks.server").info("server line")
+"""
+
+
+def _log_lines() -> list[dict[str, object]]:
+    result = subprocess.run(
+        [sys.executable, "-c", SCRIPT],
+        capture_output=True,
+        timeout=60,
+        check=True,
+    )
+    return [json.loads(line) for line in result.stdout.splitlines()]
+
+
+def test_httpx_info_lines_dropped() -> None:
+    lines = _log_lines()
+    httpx_lines = [line for line in lines if line.get("logger") == "httpx"]
+
+    assert [line["event"] for line in httpx_lines] == ["httpx warning still shown"]
+    assert all("query-secret-value" not in json.dumps(line) for line in lines)
+    assert any(line.get("event") == "server line" for line in lines)

@@ -193,13 +193,13 @@ def test_outage_backs_off_and_resumes(
             f"msg_{n}" for n in range(5)
         ]
         assert all(int(r.headers["webhook-attempt"]) > 3 for r in upstream.received)
-        failures = [
-            r for r in caplog.records if r.message.startswith("delivery failed")
-        ]
+        failures = [r for r in caplog.records if r.message == "delivery_failed"]
         assert {getattr(r, "event_id", None) for r in failures} == set(ids)
         assert all(r.levelno == logging.WARNING for r in failures)
         assert all(getattr(r, "route", None) == ROUTE for r in failures)
         assert all(getattr(r, "attempt", 0) >= 1 for r in failures)
+        assert all(getattr(r, "error", "").startswith("ConnectError") for r in failures)
+        assert all(getattr(r, "retry_in_seconds", -1) >= 0 for r in failures)
 
     asyncio.run(scenario())
     registry = metrics.registry
@@ -280,7 +280,7 @@ def test_dead_letter_after_last_attempt_then_redrive(
         attempts = [r.headers["webhook-attempt"] for r in upstream.received]
         assert attempts == ["1", "2", "3", "1"]
         assert {r.headers["webhook-id"] for r in upstream.received} == {"msg_doomed"}
-        (letter,) = [r for r in caplog.records if r.message.startswith("dead letter")]
+        (letter,) = [r for r in caplog.records if r.message == "dead_letter"]
         assert letter.levelno == logging.WARNING
         assert getattr(letter, "event_id", None) == event_id
         assert getattr(letter, "webhook_id", None) == "msg_doomed"
@@ -522,7 +522,7 @@ def test_logs_hold_no_body_secret_or_signature(
         text = "\n".join(
             f"{r.getMessage()} {sorted(vars(r).items())}" for r in caplog.records
         )
-        assert "dead letter" in text
+        assert "dead_letter" in text
         assert "FAKE" not in text
         assert "ory_kratos_session" not in text
         assert LOGIN.decode()[:40] not in text
@@ -576,3 +576,57 @@ def test_slow_records_do_not_hold_attempts(tmp_path: Path) -> None:
         assert len({r.headers["webhook-id"] for r in upstream.received}) == 40
 
     asyncio.run(scenario())
+
+
+def test_delivery_lines_are_structured(tmp_path: Path) -> None:
+    import io
+    import json
+
+    import structlog
+
+    from kratos_webhooks.observability.logging import configure_logging
+
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    output = io.StringIO()
+    configure_logging("info", output)
+    policy = RetryPolicy(initial_backoff=0.01, max_backoff=0.02, max_attempts=2)
+
+    async def scenario() -> int:
+        upstream = Upstream(status=503)
+        await upstream.start()
+
+        async with running_store(tmp_path) as store:
+            event_id = await accept(store, "msg_structured")
+            targets = {ROUTE: target(upstream, retry=policy)}
+
+            async with running_worker(store, targets, poll_interval=0.05) as worker:
+                worker.wake()
+                await wait_until(lambda: store.depth()["dead"] == 1)
+
+        await upstream.stop()
+        return event_id
+
+    try:
+        event_id = asyncio.run(scenario())
+    finally:
+        root.handlers, level = saved
+        root.setLevel(level)
+        structlog.reset_defaults()
+
+    records = [json.loads(line) for line in output.getvalue().splitlines()]
+    delivery = [r for r in records if r["logger"] == "kratos_webhooks.delivery"]
+    expected = {
+        "event_id": event_id,
+        "route": ROUTE,
+        "webhook_id": "msg_structured",
+        "error": "upstream returned HTTP 503",
+        "level": "warning",
+    }
+
+    assert [r["event"] for r in delivery] == ["delivery_failed", "dead_letter"]
+    assert [r["attempt"] for r in delivery] == [1, 2]
+    assert delivery[0] | expected == delivery[0]
+    assert delivery[1] | expected == delivery[1]
+    assert delivery[0]["retry_in_seconds"] >= 0
+    assert "retry_in_seconds" not in delivery[1]

@@ -84,7 +84,7 @@ def test_kill_during_load_loses_nothing(tmp_path: Path) -> None:
 
                 while not stop.is_set():
                     index += 1
-                    trigger, body, headers = _event(worker * 1_000_000 + index)
+                    _, body, headers = _event(worker * 1_000_000 + index)
 
                     try:
                         response = client.post(url, content=body, headers=headers)
@@ -93,7 +93,7 @@ def test_kill_during_load_loses_nothing(tmp_path: Path) -> None:
 
                     if response.status_code == 202:
                         with lock:
-                            accepted[trigger] = body
+                            accepted[response.json()["webhook_id"]] = body
 
         threads = [
             threading.Thread(target=load, args=(n,)) for n in range(LOAD_THREADS)
@@ -149,17 +149,18 @@ def test_outage_backs_off_dead_letters_and_redrives(tmp_path: Path) -> None:
             context = certificates.client_context()
 
             with httpx.Client(verify=context, timeout=5.0) as client:
-                trigger, body, headers = _event(1)
+                _, body, headers = _event(1)
                 response = client.post(
                     server.url("/events"), content=body, headers=headers
                 )
 
             assert response.status_code == 202
+            webhook_id = response.json()["webhook_id"]
             store = StateStore.open(f"sqlite://{tmp_path / 'state.db'}")
             dead = wait_until(lambda: bool(store.list_events(state="dead")), timeout=30)
             assert dead
             (event,) = store.list_events(state="dead")
-            assert event.webhook_id == trigger
+            assert event.webhook_id == webhook_id
             assert event.attempts == 3
 
             upstream.start(port)
@@ -168,7 +169,7 @@ def test_outage_backs_off_dead_letters_and_redrives(tmp_path: Path) -> None:
             assert store.redrive(None) == 1
 
             received = upstream.wait_for("/app", 1, timeout=30)
-            assert [r.headers["webhook-id"] for r in received] == [trigger]
+            assert [r.headers["webhook-id"] for r in received] == [webhook_id]
             assert received[0].body == body
             assert wait_until(lambda: bool(store.list_events(state="delivered")))
 
@@ -185,12 +186,13 @@ def test_outage_resumes_when_upstream_returns(tmp_path: Path) -> None:
             with httpx.Client(
                 verify=certificates.client_context(), timeout=5.0
             ) as client:
-                trigger, body, headers = _event(2)
+                _, body, headers = _event(2)
                 response = client.post(
                     server.url("/events"), content=body, headers=headers
                 )
 
             assert response.status_code == 202
+            webhook_id = response.json()["webhook_id"]
             store = StateStore.open(f"sqlite://{tmp_path / 'state.db'}")
             assert wait_until(
                 lambda: any(
@@ -202,5 +204,5 @@ def test_outage_resumes_when_upstream_returns(tmp_path: Path) -> None:
             upstream.start(port)
             received = upstream.wait_for("/app", 1, timeout=30)
 
-    assert [r.headers["webhook-id"] for r in received] == [trigger]
+    assert [r.headers["webhook-id"] for r in received] == [webhook_id]
     assert int(received[0].headers["webhook-attempt"]) >= 2

@@ -310,12 +310,14 @@ def test_async_replay_stored_once(
 
     assert [a.status_code for a in answers] == [202, 202, 202]
     assert answers[1].content == answers[0].content
+    webhook_id = answers[0].json()["webhook_id"]
+    assert webhook_id.startswith("sha256_")
     upstream.wait_for("/up/apikey/async", 1)
     time.sleep(0.5)
     matching = [
         r
         for r in upstream.requests_to("/up/apikey/async")
-        if r.headers["webhook-id"] == trigger
+        if r.headers["webhook-id"] == webhook_id
     ]
     assert len(matching) == 1
 

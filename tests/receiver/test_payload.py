@@ -377,3 +377,47 @@ def test_jsonnet_mac_payload_checked(
             assert reply.code == "invalid_payload"
 
     asyncio.run(scenario())
+
+
+def _nested(depth: int) -> bytes:
+    """A Kratos-shaped body whose traits nest `depth` arrays deep."""
+    identity = {**IDENTITY, "traits": {"deep": "DEEP"}}
+    text = _body({"flow": FLOW, "identity": identity})
+    return text.replace(b'"DEEP"', b"[" * depth + b"]" * depth)
+
+
+@pytest.mark.parametrize("depth", [998, 1000, 100_000])
+@pytest.mark.parametrize(
+    ("kind", "keep_document"),
+    [("kratos", False), ("kratos", True), ("json", False)],
+)
+def test_deep_nesting_rejected(kind: Any, keep_document: bool, depth: int) -> None:
+    parser = PayloadParser(kind, keep_document=keep_document)
+
+    with pytest.raises(InvalidJson) as caught:
+        parser.parse(_nested(depth))
+
+    assert caught.value.status == 400
+    assert caught.value.code == "invalid_json"
+
+
+def test_moderate_nesting_accepted() -> None:
+    payload = PayloadParser("json").parse(_nested(500))
+
+    assert payload.document is not None
+
+
+def test_deep_traits_not_recursion_error(tmp_path: Path) -> None:
+    # A schema that follows every level of nesting, as a recursive one does.
+    recursive = {
+        "$defs": {"nested": {"type": "array", "items": {"$ref": "#/$defs/nested"}}},
+        "properties": {"deep": {"$ref": "#/$defs/nested"}},
+    }
+    schema = load_traits_schema(_schema_file(tmp_path, recursive))
+    parser = PayloadParser("kratos", traits_schema=schema)
+
+    with pytest.raises(InvalidPayload) as caught:
+        parser.parse(_nested(900))
+
+    assert caught.value.status == 422
+    assert "nested too deeply" in caught.value.message

@@ -425,3 +425,23 @@ def test_cancelled_accept_is_not_stored(tmp_path: Path) -> None:
             assert [e.webhook_id for e in store.list_events()] == ["msg_next"]
 
     asyncio.run(scenario())
+
+
+def test_delivery_clears_last_error(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with running_store(tmp_path) as store:
+            await accept(store, "msg_retried")
+            (event,) = store.list_events()
+            await store.mark_failed(event.id, error="HTTP 503", next_attempt_at=1.0)
+
+            assert store.list_events()[0].last_error == "HTTP 503"
+
+            await store.mark_delivered(event.id, 2.0)
+            delivered = store.get_event(event.id)
+
+            assert delivered is not None
+            assert delivered.state == "delivered"
+            assert delivered.attempts == 2
+            assert delivered.last_error is None
+
+    asyncio.run(scenario())

@@ -94,6 +94,8 @@ PROBLEMS = [
     ({"mode": "later"}, "routes[0].mode", "one of"),
     ({"timeout": 29}, "routes[0].timeout", "30 s"),
     ({"path": "kratos"}, "routes[0].path", "start with /"),
+    ({"path": "/kratos%2Fafter"}, "routes[0].path", "percent-encoding"),
+    ({"path": "/kratos after"}, "routes[0].path", "percent-encoding"),
     ({"methods": ["post"]}, "routes[0].methods[0]", "upper-case"),
     (
         {"kratos_auth": {"type": "api_key", "secrets": ["env:RELAY_TEST_KRATOS"]}},
@@ -220,3 +222,37 @@ def test_load_reports_unreadable(tmp_path: Path) -> None:
 
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_relay_config(broken)
+
+
+def test_relative_paths_follow_relay_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    directory = tmp_path / "deploy"
+    directory.mkdir()
+    (directory / "signing").write_text(SIGNING)
+    (directory / "ca.pem").write_text("ca")
+    document = {
+        "outbound": {"ca_file": "ca.pem"},
+        "storage": "sqlite://relay.db",
+        "routes": [route(signing={"secrets": ["file:signing"]})],
+    }
+    (directory / "relay.yaml").write_text(yaml.safe_dump(document))
+    monkeypatch.chdir(tmp_path)
+    config = load_relay_config(Path("deploy") / "relay.yaml", environ={})
+
+    assert config.outbound.ca_file == str(directory / "ca.pem")
+    assert config.storage == f"sqlite://{directory.as_posix()}/relay.db"
+    assert config.routes[0].signing.secrets == (f"file:{directory / 'signing'}",)
+
+
+def test_override_problem_names_relay_variable() -> None:
+    environ = {"KRATOS_WEBHOOKS_ROUTES__0__TIMEOUT": "60"}
+
+    with pytest.raises(ConfigError) as caught:
+        parse_relay_config({"routes": [route()]}, environ=environ)
+
+    problems = dict(caught.value.problems)
+
+    assert problems["routes[0].timeout"].endswith(
+        "(from KRATOS_WEBHOOKS_ROUTES__0__TIMEOUT)"
+    )

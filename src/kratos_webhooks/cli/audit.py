@@ -7,7 +7,7 @@ import click
 from ..audit import Finding, audit_receiver, audit_relay, fails_audit
 from ..config import load_config
 from ..errors import ConfigError
-from .options import EXIT_OK, EXIT_REJECTED, EXIT_USAGE
+from .options import EXIT_OK, EXIT_REJECTED, EXIT_USAGE, reports_missing_extras
 
 
 @click.command("audit")
@@ -18,6 +18,7 @@ from .options import EXIT_OK, EXIT_REJECTED, EXIT_USAGE
     type=click.Path(dir_okay=False),
     help="The receiver's or the relay's YAML configuration file.",
 )
+@reports_missing_extras("audit")
 def audit(config_file: str) -> None:
     """Check a receiver or relay configuration for settings that weaken security.
 

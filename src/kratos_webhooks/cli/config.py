@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 import yaml
 
 from ..config import Config, load_config
 from ..errors import ConfigError
-from ..relay.config import RelayConfig, is_relay_document, load_relay_config
-from .options import EXIT_USAGE
+from .options import EXIT_USAGE, reports_missing_extras
+
+if TYPE_CHECKING:
+    from ..relay.config import RelayConfig
 
 
 @click.group("config")
@@ -20,6 +23,7 @@ def config_group() -> None:
 
 @config_group.command("check")
 @click.argument("file", type=click.Path(dir_okay=False))
+@reports_missing_extras("config check")
 def check(file: str) -> None:
     """Validate FILE and its environment overrides without starting anything.
 
@@ -44,6 +48,9 @@ def check(file: str) -> None:
 
 def load_any_config(file: str) -> Config | RelayConfig:
     """Load a relay configuration when the file looks like one, else a receiver's."""
+    # The relay's modules need the server extra; a receiver's file does not.
+    from ..relay.config import is_relay_document, load_relay_config
+
     try:
         document = yaml.safe_load(Path(file).read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, yaml.YAMLError):

@@ -1,18 +1,22 @@
 """`kratos-webhooks demo`: the receiver on embedded defaults, with nothing to install.
 
 It makes a certificate, secrets and SQLite state under one directory, starts
-the example application and the receiver on loopback, and prints a signed
-request that is accepted and one that is refused.
+the example application (`kratos_webhooks.demo_app`) and the receiver on
+loopback, and prints a signed request that is accepted and one that is refused.
 """
 
 from __future__ import annotations
 
 import datetime
+import errno
 import ipaddress
 import os
 import shlex
+import shutil
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any, Final
 
@@ -23,7 +27,12 @@ from ..config import parse_config
 from ..errors import ConfigError
 from ..secrets import HmacKey
 from ..signing import Signer
-from .options import EXIT_START_FAILED, ConfigProblem
+from .options import (
+    EXIT_START_FAILED,
+    ConfigProblem,
+    reports_missing_extras,
+    require_server_extra,
+)
 
 # Each Kratos hook point; sync where Kratos reads the answer (it can interrupt
 # the flow or change the identity), async where only delivery matters.
@@ -39,7 +48,10 @@ HOOK_POINTS: Final = (
     ("verification", "before", "sync"),
     ("verification", "after", "async"),
 )
-EXAMPLE_APP: Final = Path(__file__).resolve().parents[3] / "examples" / "app.py"
+# The directory in a checkout, where examples/receiver.yaml expects the files.
+CHECKOUT_DIRECTORY: Final = Path("examples/.state")
+OTHER_DIRECTORY: Final = Path("kratos-webhooks-demo")
+APP_START_SECONDS: Final = 10.0
 # The smallest body that fits the registration.after model: a flow and an
 # identity with its id, schema and traits.
 DEMO_BODY: Final = (
@@ -155,7 +167,8 @@ def curl_commands(directory: Path, port: int) -> tuple[str, str]:
     headers = Signer(key).sign(DEMO_BODY)
     url = f"https://127.0.0.1:{port}/hooks/registration/after"
     base = [
-        "curl", "-sS", "-w", " HTTP %{http_code}\n",
+        # curl expands the two characters \n itself, so the command stays one line.
+        "curl", "-sS", "-w", " HTTP %{http_code}\\n",
         "--cacert", str(directory / "tls.crt"), url,
         "-H", "content-type: application/json",
         "--data-binary", f"@{directory / 'body.json'}",
@@ -171,12 +184,91 @@ def curl_commands(directory: Path, port: int) -> tuple[str, str]:
     return shlex.join(signed), shlex.join(forged)
 
 
+def default_directory() -> Path:
+    """Return examples/.state in a checkout, else a directory of its own."""
+    if Path("examples/receiver.yaml").is_file():
+        return CHECKOUT_DIRECTORY
+
+    return OTHER_DIRECTORY
+
+
+def check_ports(ports: dict[str, int]) -> None:
+    """Stop with exit 3 when a port is given twice or already in use on 127.0.0.1.
+
+    `ports` maps each option name to its port, so the message names the option
+    to change.
+    """
+    seen: dict[int, str] = {}
+
+    for option, port in ports.items():
+        if port in seen:
+            click.echo(f"{seen[port]} and {option} are both {port}", err=True)
+            raise SystemExit(EXIT_START_FAILED)
+
+        seen[port] = option
+
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            # As the servers do, so that a closed connection in TIME_WAIT does
+            # not count as in use.
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError as exc:
+                reason = "in use" if exc.errno == errno.EADDRINUSE else exc.strerror
+                click.echo(
+                    f"port {port} on 127.0.0.1 is not available ({reason}):"
+                    f" choose another with {option}",
+                    err=True,
+                )
+                raise SystemExit(EXIT_START_FAILED) from exc
+
+
+def command_path() -> str:
+    """Return how to run this command again: its name if on PATH, else its path."""
+    script = Path(sys.argv[0]).resolve()
+    found = shutil.which(script.name)
+
+    if found is not None and Path(found).resolve() == script:
+        return script.name
+
+    try:
+        return str(script.relative_to(Path.cwd()))
+    except ValueError:
+        return str(script)
+
+
+def wait_for_app(app: subprocess.Popen[bytes], port: int) -> None:
+    """Wait until the example app accepts connections; exit 3 if it stops first."""
+    deadline = time.monotonic() + APP_START_SECONDS
+
+    while time.monotonic() < deadline:
+        if app.poll() is not None:
+            click.echo(f"the example app stopped with code {app.returncode}", err=True)
+            raise SystemExit(EXIT_START_FAILED)
+
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+
+    app.terminate()
+    app.wait(10)
+    click.echo(
+        f"the example app did not listen on port {port} within"
+        f" {APP_START_SECONDS:g} s",
+        err=True,
+    )
+    raise SystemExit(EXIT_START_FAILED)
+
+
 @click.command("demo")
 @click.option(
     "--directory",
     type=click.Path(file_okay=False, path_type=Path),
-    default=Path("examples/.state"),
-    show_default=True,
+    default=None,
+    show_default="examples/.state in a checkout, else ./kratos-webhooks-demo",
     help="Directory for the certificate, secrets, configuration and SQLite state.",
 )
 @click.option(
@@ -186,9 +278,15 @@ def curl_commands(directory: Path, port: int) -> tuple[str, str]:
 @click.option(
     "--app-port", default=8000, show_default=True, help="Port of the example app."
 )
-def demo(directory: Path, port: int, admin_port: int, app_port: int) -> None:
-    """Run the receiver and the example application on loopback until Ctrl-C."""
-    directory = directory.resolve()
+@reports_missing_extras("demo")
+def demo(directory: Path | None, port: int, admin_port: int, app_port: int) -> None:
+    """Run the receiver and the example application on loopback until Ctrl-C.
+
+    Exit 3 when a port is in use or a server cannot start.
+    """
+    require_server_extra("demo")
+    check_ports({"--port": port, "--admin-port": admin_port, "--app-port": app_port})
+    directory = (directory or default_directory()).resolve()
     config_file = prepare(
         directory, port=port, admin_port=admin_port, app_port=app_port
     )
@@ -198,23 +296,22 @@ def demo(directory: Path, port: int, admin_port: int, app_port: int) -> None:
     except ConfigError as exc:
         raise ConfigProblem.from_error(exc) from exc
 
-    if not EXAMPLE_APP.is_file():
-        click.echo("the example app (examples/app.py) is missing: run from a checkout")
-        raise SystemExit(EXIT_START_FAILED)
-
-    app = subprocess.Popen(  # noqa: S603 - our own interpreter and script
+    app = subprocess.Popen(  # noqa: S603 - our own interpreter and module
         [
-            sys.executable, str(EXAMPLE_APP), "--port", str(app_port),
+            sys.executable, "-m", "kratos_webhooks.demo_app",
+            "--port", str(app_port),
             "--secret-file", str(directory / "upstream-secret"),
         ]
     )  # fmt: skip
+    wait_for_app(app, app_port)
     accepted, refused = curl_commands(directory, port)
     click.echo(f"configuration: {config_file}")
     click.echo(f"\nA signed request, accepted (valid for 5 minutes):\n{accepted}")
     click.echo(f"\nThe same signature with another webhook-id, refused:\n{refused}\n")
     click.echo(
-        "Fresh headers for any body: kratos-webhooks sign --secret-file "
-        f"{directory / 'kratos-secret'} --body-file {directory / 'body.json'}\n"
+        f"Fresh headers for any body: {shlex.quote(command_path())} sign"
+        f" --secret-file {shlex.quote(str(directory / 'kratos-secret'))}"
+        f" --body-file {shlex.quote(str(directory / 'body.json'))}\n"
     )
 
     from ..observability.logging import configure_logging

@@ -10,17 +10,20 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
+import yaml
 
+from ..config import Config, apply_environment, name_overrides
+from ..config_paths import resolve_storage
 from ..errors import ConfigError
 from ..receiver.inbox import EVENT_STATES, EventState, InboxEvent
 from ..receiver.state import StateStore, StorageError, StorageNotFound
-from .config import load_any_config
-from .options import EXIT_REJECTED, ConfigProblem
+from .options import EXIT_REJECTED, ConfigProblem, reports_missing_extras
 
 __all__ = ["inbox"]
 
@@ -48,8 +51,8 @@ def storage_options(func: F) -> F:
         "config_file",
         type=click.Path(dir_okay=False),
         help=f"Receiver or relay configuration file whose storage key names the"
-        f" state database; {STORAGE_ENV} overrides that key. The whole file is"
-        " validated, as serve does.",
+        f" state database; {STORAGE_ENV} overrides that key. Only that key is"
+        " read, so the file's secrets and handlers need not be loadable.",
     )(func)
     return func
 
@@ -73,6 +76,7 @@ def inbox() -> None:
     show_default=True,
     help="Maximum number of events to show, newest first.",
 )
+@reports_missing_extras("inbox")
 def list_command(
     config_file: str | None, storage: str | None, state: EventState | None, limit: int
 ) -> None:
@@ -90,10 +94,10 @@ def list_command(
     )
 
     for event in events:
-        next_attempt = format_time(event.next_attempt_at)
+        next_attempt = "-"
 
-        if event.state != "pending":
-            next_attempt = "-"
+        if event.state == "pending":
+            next_attempt = format_time(event.next_attempt_at)
 
         click.echo(
             f"{event.id:>8}  {event.state:<9}  {event.attempts:>5}"
@@ -112,6 +116,7 @@ def list_command(
     help="Write only the event's raw body to standard output, byte for byte."
     " It holds personal data and Kratos session cookies.",
 )
+@reports_missing_extras("inbox")
 def show(
     config_file: str | None, storage: str | None, event_id: int, print_body: bool
 ) -> None:
@@ -135,6 +140,7 @@ def show(
 @storage_options
 @click.argument("event_id", metavar="ID", type=click.IntRange(min=1), required=False)
 @click.option("--all", "redrive_all", is_flag=True, help="Redrive every dead letter.")
+@reports_missing_extras("inbox")
 def redrive(
     config_file: str | None,
     storage: str | None,
@@ -177,8 +183,7 @@ def open_store(config_file: str | None, storage: str | None) -> StateStore:
 
     if url is None and config_file is not None:
         try:
-            # The loader applies KRATOS_WEBHOOKS_STORAGE over the file's key.
-            url = load_any_config(config_file).storage
+            url = read_storage(config_file, os.environ)
         except ConfigError as exc:
             raise ConfigProblem.from_error(exc) from exc
 
@@ -197,6 +202,68 @@ def open_store(config_file: str | None, storage: str | None) -> StateStore:
         raise ConfigProblem.from_error(exc) from exc
 
 
+def read_storage(config_file: str, environ: Mapping[str, str]) -> str:
+    """Read only the storage URL of a receiver or relay configuration file.
+
+    The rest of the file is neither validated nor loaded, so a file whose
+    secrets or handlers are not available here still names its database.
+    `KRATOS_WEBHOOKS_STORAGE` overrides the key, and a relative SQLite path is
+    resolved against the file's directory, as the services do.
+
+    Raises:
+        ConfigError: the file cannot be read or parsed, or its storage key is
+            not a string.
+    """
+    try:
+        text = Path(config_file).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        raise ConfigError(f"cannot read configuration {config_file}: {reason}") from exc
+
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"configuration {config_file} is not valid YAML") from exc
+
+    if document is None:
+        document = {}
+
+    if not isinstance(document, dict):
+        raise ConfigError(f"configuration {config_file} must hold a mapping")
+
+    default = _default_storage(document)
+    problems: list[tuple[str, str]] = []
+    overrides: dict[str, str] = {}
+    document = apply_environment(
+        {"storage": document["storage"]} if "storage" in document else {},
+        environ,
+        problems,
+        top_level_keys={"storage"},
+        overrides=overrides,
+    )
+    url = document.get("storage", default)
+
+    if not isinstance(url, str):
+        problems.append(("storage", f"expected a string, got {url!r}"))
+
+    if problems:
+        raise ConfigError(
+            f"invalid storage in {config_file}",
+            problems=name_overrides(problems, overrides),
+        )
+
+    return resolve_storage(url, Path(os.path.abspath(config_file)).parent)
+
+
+def _default_storage(document: dict[str, Any]) -> str:
+    from ..relay.config import RelayConfig, is_relay_document
+
+    if is_relay_document(document):
+        return str(RelayConfig.__dataclass_fields__["storage"].default)
+
+    return str(Config.__dataclass_fields__["storage"].default)
+
+
 T = TypeVar("T")
 
 
@@ -211,7 +278,13 @@ def run(action: Callable[[], T]) -> T:
 
 
 def describe(event: InboxEvent) -> list[tuple[str, str]]:
-    """Return the fields `show` prints, never the body itself."""
+    """Return the fields `show` prints, never the body itself.
+
+    Only a pending event has a next attempt, and a delivered one is no longer
+    retrying, so those fields print `-` for the other states.
+    """
+    pending = event.state == "pending"
+    delivered = event.state == "delivered"
     return [
         ("id", str(event.id)),
         ("state", event.state),
@@ -221,8 +294,8 @@ def describe(event: InboxEvent) -> list[tuple[str, str]]:
         ("body", f"{len(event.body)} bytes (print it with --body)"),
         ("received", format_time(event.received_at)),
         ("attempts", str(event.attempts)),
-        ("next attempt", format_time(event.next_attempt_at)),
-        ("retrying since", format_time(event.retry_since)),
+        ("next attempt", format_time(event.next_attempt_at) if pending else "-"),
+        ("retrying since", "-" if delivered else format_time(event.retry_since)),
         ("delivered", format_time(event.delivered_at)),
         ("last error", event.last_error or "-"),
     ]

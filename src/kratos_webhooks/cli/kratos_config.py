@@ -8,7 +8,7 @@ import click
 
 from ..kratos.deployment import DEFAULT_HOOKS, Deployment, render_files
 from ..kratos.templates import HookPoint, parse_hook_point, placeholder
-from .options import EXIT_USAGE
+from .options import EXIT_USAGE, reports_missing_extras
 
 
 def _hook_points(values: tuple[str, ...]) -> list[HookPoint]:
@@ -144,6 +144,7 @@ def _env_name(_context: click.Context, parameter: click.Parameter, value: str) -
     help="Let the relay forward to private addresses (RFC 1918, fc00::/7).",
 )
 @click.option("--force", is_flag=True, help="Overwrite files that already exist.")
+@reports_missing_extras("kratos-config")
 def kratos_config(
     output_dir: Path,
     receiver_url: str,

@@ -5,9 +5,13 @@ from __future__ import annotations
 import click
 
 from ..errors import ConfigError
-from ..relay.config import load_relay_config
 from .inbox import list_command, redrive, show
-from .options import EXIT_START_FAILED, EXIT_USAGE
+from .options import (
+    EXIT_START_FAILED,
+    EXIT_USAGE,
+    reports_missing_extras,
+    require_server_extra,
+)
 from .serve import run_loop
 
 __all__ = ["relay", "relay_outbox"]
@@ -21,12 +25,16 @@ __all__ = ["relay", "relay_outbox"]
     type=click.Path(dir_okay=False),
     help="The relay's YAML configuration file.",
 )
+@reports_missing_extras("relay")
 def relay(config_file: str) -> None:
     """Run the relay beside Kratos until SIGTERM or SIGINT.
 
     Exit 0 after a clean stop, 2 when the configuration is invalid, 3 when the
     listener, the TLS files or the outbox cannot start.
     """
+    require_server_extra("relay")
+    from ..relay.config import load_relay_config
+
     try:
         config = load_relay_config(config_file)
     except ConfigError as exc:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from ..secrets import HmacKey
+from .options import MissingExtra
 
 NEW_SECRET_BYTES = 32
 
@@ -33,7 +34,7 @@ def new(ed25519: bool) -> None:
     try:
         from ..asymmetric import Ed25519PrivateKey
     except ImportError as exc:
-        raise click.ClickException(str(exc)) from exc
+        raise MissingExtra(str(exc)) from exc
 
     private = Ed25519PrivateKey.generate()
     click.echo(f"secret key: {private.encode()}")

@@ -10,7 +10,12 @@ import click
 
 from ..config import load_config
 from ..errors import ConfigError
-from .options import EXIT_START_FAILED, EXIT_USAGE
+from .options import (
+    EXIT_START_FAILED,
+    EXIT_USAGE,
+    reports_missing_extras,
+    require_server_extra,
+)
 
 
 @click.command("serve")
@@ -21,12 +26,15 @@ from .options import EXIT_START_FAILED, EXIT_USAGE
     type=click.Path(dir_okay=False),
     help="The receiver's YAML configuration file.",
 )
+@reports_missing_extras("serve")
 def serve(config_file: str) -> None:
     """Run the HTTPS receiver until SIGTERM or SIGINT.
 
     Exit 0 after a clean stop, 2 when the configuration is invalid, 3 when a
     listener, the TLS files or the store cannot start.
     """
+    require_server_extra("serve")
+
     try:
         config = load_config(config_file)
     except ConfigError as exc:

@@ -16,6 +16,7 @@ from ..signing import DEFAULT_TOLERANCE, Signer, Verifier
 from .options import (
     EXIT_REJECTED,
     ConfigProblem,
+    MissingExtra,
     load_secrets,
     read_body,
     secret_options,
@@ -54,7 +55,7 @@ class Keys:
         try:
             from ..asymmetric import Ed25519PrivateKey, Ed25519PublicKey
         except ImportError as exc:
-            raise click.ClickException(str(exc)) from exc
+            raise MissingExtra(str(exc)) from exc
 
         if secret.reveal().startswith("whsk_"):
             private = Ed25519PrivateKey.from_secret(secret)
@@ -148,10 +149,40 @@ def parse_header_option(values: tuple[str, ...]) -> dict[str, str]:
 
 
 def read_headers_file(path: str) -> dict[str, str]:
+    """Read headers from a file, or from standard input when `path` is `-`.
+
+    The file is a JSON object of names to values, as `sign --format json`
+    prints, or `name: value` lines, as `sign` prints by default.
+    """
     try:
-        with open(path, encoding="utf-8") as stream:
-            loaded = json.load(stream)
-    except (OSError, ValueError) as exc:
+        if path == "-":
+            text = sys.stdin.read()
+        else:
+            with open(path, encoding="utf-8") as stream:
+                text = stream.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        raise click.BadParameter(
+            f"cannot read {path}: {reason}", param_hint="--headers-file"
+        ) from exc
+
+    if text.lstrip().startswith(("{", "[")):
+        return _headers_from_json(text, path)
+
+    lines = [line for line in text.splitlines() if line.strip()]
+
+    try:
+        return parse_header_option(tuple(lines))
+    except click.BadParameter as exc:
+        raise click.BadParameter(
+            f"{path}: {exc.message}", param_hint="--headers-file"
+        ) from exc
+
+
+def _headers_from_json(text: str, path: str) -> dict[str, str]:
+    try:
+        loaded = json.loads(text)
+    except ValueError as exc:
         raise click.BadParameter(
             f"cannot read a JSON object from {path}: {exc}", param_hint="--headers-file"
         ) from exc
@@ -183,8 +214,9 @@ def read_headers_file(path: str) -> dict[str, str]:
 )
 @click.option(
     "--headers-file",
-    type=click.Path(dir_okay=False),
-    help="Read the headers from a JSON object of names to values.",
+    type=click.Path(dir_okay=False, allow_dash=True),
+    help="Read the headers from this file, or from standard input if it is '-':"
+    " 'name: value' lines, as sign prints them, or a JSON object.",
 )
 @click.option(
     "--now",
@@ -211,6 +243,12 @@ def verify(
 
     Prints `ok` and exits 0, or prints the reason code and message and exits 1.
     """
+    if headers_file == "-" and body_file is None:
+        raise click.UsageError(
+            "--headers-file - reads the headers from standard input, so give the"
+            " body with --body-file"
+        )
+
     keys = Keys.parse(load_secrets(secret_envs, secret_files))
     headers = read_headers_file(headers_file) if headers_file else {}
     headers.update(parse_header_option(header_items))

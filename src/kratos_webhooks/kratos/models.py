@@ -320,6 +320,9 @@ def decode_json(body: bytes) -> Any:
         return msgspec.json.decode(body)
     except msgspec.DecodeError as exc:
         raise InvalidJson() from exc
+    except RecursionError as exc:
+        # msgspec raises it, not DecodeError, past about 1000 levels.
+        raise InvalidJson("The body is nested too deeply.") from exc
 
 
 def decode_as(body: bytes, model: type[T]) -> T:

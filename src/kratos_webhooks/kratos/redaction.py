@@ -27,7 +27,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any, Final
 from urllib.parse import urlencode
 
-from ..errors import ConfigError
+from ..errors import ConfigError, InvalidPayload
 
 __all__ = [
     "REDACTED",
@@ -88,7 +88,17 @@ class Redactor:
         return f"Redactor(pointers={list(self.pointers)!r})"
 
     def redact(self, payload: Any) -> Any:
-        """Return a redacted deep copy of a decoded payload; the input is unchanged."""
+        """Return a redacted deep copy of a decoded payload; the input is unchanged.
+
+        Raises:
+            InvalidPayload: the payload is nested too deeply to copy and walk.
+        """
+        try:
+            return self._redact(payload)
+        except RecursionError as exc:
+            raise InvalidPayload("The body is nested too deeply to redact.") from exc
+
+    def _redact(self, payload: Any) -> Any:
         result = copy.deepcopy(payload)
 
         if isinstance(result, dict):
@@ -110,6 +120,7 @@ class Redactor:
 
         Raises:
             InvalidJson: the body is not UTF-8 JSON or form data.
+            InvalidPayload: the body is nested too deeply to redact.
         """
         from .models import decode_form, decode_json
 
@@ -120,13 +131,22 @@ class Redactor:
         """Redact a decoded JSON document (or form map) and serialise it.
 
         Use it where the body is already decoded, so it is not decoded twice.
+
+        Raises:
+            InvalidPayload: the document is nested too deeply to redact.
         """
         if form:
             fields = self.redact(document)
             return urlencode(sorted(fields.items())).encode("ascii")
 
         redacted = self.redact(document)
-        return json.dumps(redacted, ensure_ascii=False).encode("utf-8")
+
+        try:
+            text = json.dumps(redacted, ensure_ascii=False)
+        except RecursionError as exc:
+            raise InvalidPayload("The body is nested too deeply to redact.") from exc
+
+        return text.encode("utf-8")
 
     def _redact_context(self, payload: dict[str, Any]) -> None:
         for key in _COOKIE_KEYS:

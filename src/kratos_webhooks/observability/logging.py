@@ -49,6 +49,17 @@ _SENSITIVE: Final = frozenset(
     }
 )
 
+# Fields a stdlib record may carry in `extra`, such as the delivery worker's,
+# that become fields of its JSON line.
+RECORD_FIELDS: Final = (
+    "attempt",
+    "error",
+    "event_id",
+    "retry_in_seconds",
+    "route",
+    "webhook_id",
+)
+
 _shared_processors: list[structlog.typing.Processor] = [
     structlog.stdlib.add_logger_name,
     structlog.stdlib.add_log_level,
@@ -148,7 +159,11 @@ def configure_logging(level: str = "info", stream: TextIO | None = None) -> None
         cache_logger_on_first_use=True,
     )
     formatter = _LineFormatter(
-        foreign_pre_chain=[*_shared_processors, drop_sensitive],
+        foreign_pre_chain=[
+            *_shared_processors,
+            structlog.stdlib.ExtraAdder(allow=RECORD_FIELDS),
+            drop_sensitive,
+        ],
         processors=[
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
             structlog.processors.format_exc_info,
@@ -168,3 +183,5 @@ def configure_logging(level: str = "info", stream: TextIO | None = None) -> None
 
     # The access logger below replaces uvicorn's, which would log full URLs.
     logging.getLogger("uvicorn.access").disabled = True
+    # httpx logs each request's full URL, query string included, at INFO.
+    logging.getLogger("httpx").setLevel(logging.WARNING)

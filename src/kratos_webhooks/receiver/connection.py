@@ -12,6 +12,19 @@ forever. This subclass closes such connections:
 - header size: the request line and headers together, answered 431;
 - connection cap: a connection past the cap is closed at once.
 
+A connection cut off by a timeout is aborted, not closed: a TLS close waits
+for the peer's close_notify, and a peer that never sends it would keep its
+slot under the cap.
+
+Requests that uvicorn would answer itself in plain text get the service's
+JSON error shape, an access line and a metric instead:
+
+- malformed HTTP/1.1 (both Content-Length and Transfer-Encoding, two
+  Content-Lengths, a bad chunk size, obs-fold, a control character in a
+  header, an unknown method, the HTTP/2 preface): 400 `malformed_request`;
+- a transfer coding other than one `chunked`: 415 `unsupported_encoding`,
+  because the body would reach the pipeline still encoded.
+
 It also closes a gap of uvicorn's: the client certificate verified in the TLS
 handshake never reaches the application. Each request's scope gets
 `scope["extensions"]["tls"]`, the ASGI TLS extension, filled once per
@@ -21,25 +34,78 @@ connection by `kratos_webhooks.tls.extension.tls_extension`.
 from __future__ import annotations
 
 import asyncio
+import json
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+import httptools
+import structlog
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
+from ..observability.logging import ACCESS_LOGGER
 from ..tls.extension import tls_extension
 
-__all__ = ["ConnectionLimits", "bounded_protocol"]
+if TYPE_CHECKING:
+    from ..observability.metrics import HttpMetrics
 
-_TOO_LARGE_BODY: Final = (
-    b'{"error":{"code":"payload_too_large",'
-    b'"message":"The request headers are larger than allowed."}}'
-)
-_HEADERS_TOO_LARGE: Final = (
-    b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
-    b"content-type: application/json\r\n"
-    b"content-length: " + str(len(_TOO_LARGE_BODY)).encode() + b"\r\n"
-    b"connection: close\r\n\r\n" + _TOO_LARGE_BODY
-)
+__all__ = ["ConnectionLimits", "Rejection", "bounded_protocol"]
+
+_UNROUTED: Final = "-"
+# Bytes each header line adds to its name and value: ": " and CRLF.
+_HEADER_LINE_OVERHEAD: Final = 4
+
+
+class Rejection(Exception):
+    """A request answered by the protocol itself, before any route sees it."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+    def response(self) -> bytes:
+        """Return the HTTP/1.1 response bytes, with `connection: close`."""
+        body = json.dumps(
+            {"error": {"code": self.code, "message": self.message}}
+        ).encode()
+        head = (
+            b"content-type: application/json\r\n"
+            b"content-length: " + str(len(body)).encode() + b"\r\n"
+            b"cache-control: no-store\r\n"
+            b"connection: close\r\n\r\n"
+        )
+        return STATUS_LINE[self.status] + head + body
+
+
+def _headers_too_large() -> Rejection:
+    return Rejection(
+        431, "payload_too_large", "The request headers are larger than allowed."
+    )
+
+
+def _malformed(error: httptools.HttpParserError) -> Rejection:
+    # llhttp's messages are fixed texts that never quote the request.
+    reason = str(error).strip().rstrip(".") or "invalid framing"
+    return Rejection(
+        400, "malformed_request", f"The request is not valid HTTP/1.1: {reason}."
+    )
+
+
+def _check_transfer_coding(headers: list[tuple[bytes, bytes]]) -> None:
+    codings = [
+        coding.strip().lower()
+        for name, value in headers
+        if name == b"transfer-encoding"
+        for coding in value.split(b",")
+    ]
+
+    if codings and codings != [b"chunked"]:
+        raise Rejection(
+            415,
+            "unsupported_encoding",
+            "Only the chunked transfer coding is accepted.",
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,8 +118,18 @@ class ConnectionLimits:
     max_connections: int = 1000
 
 
-def bounded_protocol(limits: ConnectionLimits) -> type[HttpToolsProtocol]:
-    """Return a protocol class that enforces `limits` on each connection."""
+def bounded_protocol(
+    limits: ConnectionLimits,
+    *,
+    metrics: HttpMetrics | None = None,
+    logger_name: str = ACCESS_LOGGER,
+) -> type[HttpToolsProtocol]:
+    """Return a protocol class that enforces `limits` on each connection.
+
+    A request rejected by the protocol is logged as a `request` line on
+    `logger_name` and counted in `metrics` under the route `-`.
+    """
+    access_log = structlog.stdlib.get_logger(logger_name)
 
     class BoundedHttpToolsProtocol(HttpToolsProtocol):
         def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -62,6 +138,7 @@ def bounded_protocol(limits: ConnectionLimits) -> type[HttpToolsProtocol]:
             self._in_headers = True
             self._header_bytes = 0
             self._tls: dict[str, Any] | None = None
+            self._started = self.loop.time()
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(transport)
@@ -83,22 +160,35 @@ def bounded_protocol(limits: ConnectionLimits) -> type[HttpToolsProtocol]:
             super().connection_lost(exc)
 
         def data_received(self, data: bytes) -> None:
+            self._unset_keepalive_if_required()
+
             if self._in_headers and self._deadline is None:
                 self._arm(limits.header_timeout)
 
             if self._in_headers:
                 self._header_bytes += len(data)
 
-            super().data_received(data)
+            try:
+                self.parser.feed_data(data)
+            except httptools.HttpParserUpgrade:
+                # WebSocket is off, so the request was passed on as plain HTTP.
+                return
+            except httptools.HttpParserError as exc:
+                rejection = exc.__context__
+                self._reject(
+                    rejection if isinstance(rejection, Rejection) else _malformed(exc)
+                )
+                return
 
-            # Counted only while the headers are incomplete, so body bytes that
-            # arrive with the last header bytes do not count.
+            # Headers that arrive over several reads are counted here, before
+            # they are complete; on_headers_complete checks those of one read.
             if self._in_headers and self._header_bytes > limits.max_header_bytes:
-                self._reject_headers()
+                self._reject(_headers_too_large())
 
         def on_message_begin(self) -> None:
             super().on_message_begin()
             self._in_headers = True
+            self._started = self.loop.time()
 
             if self._tls is not None:
                 extensions: dict[str, object] = {"tls": dict(self._tls)}
@@ -107,6 +197,16 @@ def bounded_protocol(limits: ConnectionLimits) -> type[HttpToolsProtocol]:
         def on_headers_complete(self) -> None:
             self._in_headers = False
             self._header_bytes = 0
+            size = len(self.url) + sum(
+                len(name) + len(value) + _HEADER_LINE_OVERHEAD
+                for name, value in self.headers
+            )
+
+            # Raised through the parser, which data_received turns into an answer.
+            if size > limits.max_header_bytes:
+                raise _headers_too_large()
+
+            _check_transfer_coding(self.headers)
             self._arm(limits.body_timeout)
             super().on_headers_complete()
 
@@ -118,12 +218,50 @@ def bounded_protocol(limits: ConnectionLimits) -> type[HttpToolsProtocol]:
             self._in_headers = True
             super().on_response_complete()
 
-        def _reject_headers(self) -> None:
+        def _reject(self, rejection: Rejection) -> None:
             self._disarm()
 
-            if not self.transport.is_closing():
-                self.transport.write(_HEADERS_TOO_LARGE)
-                self.transport.close()
+            if self.transport.is_closing():
+                return
+
+            cycle = self.cycle
+
+            if cycle is not None and not cycle.response_complete:
+                if not cycle.more_body:
+                    # An earlier pipelined request is still being answered.
+                    # Its answer goes out first, then the connection closes.
+                    cycle.keep_alive = False
+                    self.flow.pause_reading()
+                    self._record(rejection)
+                    return
+
+                # The broken request is the one being read: its application
+                # call sees a disconnect and sends nothing more.
+                cycle.disconnected = True
+                cycle.message_event.set()
+
+            self.transport.write(rejection.response())
+            self.transport.close()
+
+            self._record(rejection)
+
+        def _record(self, rejection: Rejection) -> None:
+            seconds = self.loop.time() - self._started
+
+            if metrics is not None:
+                metrics.observe(_UNROUTED, rejection.status, rejection.code, seconds)
+
+            scope = self.scope or {}
+            access_log.info(
+                "request",
+                method=scope.get("method"),
+                route=_UNROUTED,
+                source=self.client[0] if self.client else None,
+                status=rejection.status,
+                reason=rejection.code,
+                detail=str(rejection),
+                latency_ms=round(seconds * 1000, 3),
+            )
 
         def _arm(self, seconds: float) -> None:
             self._disarm()
@@ -136,8 +274,7 @@ def bounded_protocol(limits: ConnectionLimits) -> type[HttpToolsProtocol]:
 
         def _expire(self) -> None:
             self._deadline = None
-
-            if not self.transport.is_closing():
-                self.transport.close()
+            # Aborted: a TLS close would wait for the peer's close_notify.
+            self.transport.abort()
 
     return BoundedHttpToolsProtocol

@@ -1,9 +1,24 @@
 """Stage 7: the idempotency key of a request, and one request per key at a time.
 
-The key is the verified `webhook-id`, else Kratos' `Ory-Webhook-Trigger-Id`
-(the same on each of Kratos' retries of one hook call), else a SHA-256 of the
-route and body. The store keeps the first answer per key; this module makes a
-concurrent duplicate wait until the first call of its key is finished.
+The key must come from what authentication covers, or a replay of a captured
+request with a fresh header would be processed again:
+
+- Standard Webhooks: the verified `webhook-id`, which the signature covers.
+  The relay derives it from Kratos' `Ory-Webhook-Trigger-Id`, so Kratos'
+  retries of one call share it.
+- Every other scheme (API key, basic auth, Jsonnet MAC): a SHA-256 of the
+  route and the body. `Ory-Webhook-Trigger-Id` is not authenticated, so it is
+  never part of the key. Kratos' own retries of a call send the same body, so
+  they still share a key.
+
+The cost of the body hash: two distinct hook calls with byte-identical bodies
+within the idempotency window count as one, and the second gets the first
+one's answer. With a passthrough template the body carries the flow id, the
+request headers and the identity, so only the same flow calling the same hook
+with the same input collides, and that call gets the answer it had.
+
+The store keeps the first answer per key; this module makes a concurrent
+duplicate wait until the first call of its key is finished.
 """
 
 from __future__ import annotations
@@ -27,8 +42,9 @@ _VALID_KEY: Final = re.compile(rb"[\x21-\x2d\x2f-\x7e]{1,256}")
 def delivery_id(webhook_id: str | None, headers: list[Header]) -> str | None:
     """Return the verified `webhook-id`, else Kratos' trigger id, else None.
 
-    A trigger id that is not a valid message id is ignored, so that a client
-    cannot pick a key that breaks the delivery headers.
+    The trigger id is not authenticated: it identifies the call for handlers
+    and logs, never for deduplication. A trigger id that is not a valid
+    message id is ignored.
     """
     if webhook_id is not None:
         return webhook_id
@@ -40,14 +56,14 @@ def delivery_id(webhook_id: str | None, headers: list[Header]) -> str | None:
     return None
 
 
-def idempotency_key(route: str, delivery: str | None, body: bytes) -> str:
+def idempotency_key(route: str, webhook_id: str | None, body: bytes) -> str:
     """Return the key under which a request's answer is stored.
 
-    It is the delivery id from `delivery_id`, or a hash of route and body
-    when the request has none.
+    It is the verified Standard Webhooks `webhook-id`, or for any other scheme
+    a hash of route and authenticated body.
     """
-    if delivery is not None:
-        return delivery
+    if webhook_id is not None:
+        return webhook_id
 
     digest = hashlib.sha256(route.encode() + b"\n" + body).hexdigest()
     return f"sha256_{digest}"

@@ -247,11 +247,11 @@ class DeliveryWorker:
             try:
                 delay = await self._dispatch_due()
             except StorageError as exc:
-                logger.error("delivery worker cannot read the inbox: %s", exc)
+                logger.error("delivery_inbox_unreadable", extra={"error": str(exc)})
                 delay = self._poll_interval
             except Exception:
                 # A bug must not stop deliveries for good: log it, try again.
-                logger.exception("delivery worker failed; retrying")
+                logger.exception("delivery_worker_failed")
                 delay = self._poll_interval
 
             if delay > 0 and not self._stopping:
@@ -302,9 +302,8 @@ class DeliveryWorker:
 
         if not task.cancelled() and task.exception() is not None:
             logger.error(
-                "delivery of event %d failed unexpectedly: %r",
-                event_id,
-                task.exception(),
+                "delivery_crashed",
+                extra={"event_id": event_id, "error": repr(task.exception())},
             )
 
     async def _deliver(self, event: InboxEvent) -> None:
@@ -331,7 +330,10 @@ class DeliveryWorker:
         except StorageError as exc:
             # The event stays pending and is delivered again, with the same
             # webhook-id, so the application can drop the repeat.
-            logger.error("cannot record delivery of event %d: %s", event.id, exc)
+            logger.error(
+                "delivery_not_recorded",
+                extra={"event_id": event.id, "route": event.route, "error": str(exc)},
+            )
             return
 
         if self._metrics is not None:
@@ -392,7 +394,10 @@ class DeliveryWorker:
                 event.id, error=failure.reason, next_attempt_at=retry_at
             )
         except StorageError as exc:
-            logger.error("cannot record failed delivery of event %d: %s", event.id, exc)
+            logger.error(
+                "delivery_failure_not_recorded",
+                extra={"event_id": event.id, "route": event.route, "error": str(exc)},
+            )
             return
 
         context = {
@@ -407,31 +412,16 @@ class DeliveryWorker:
             self._metrics.observe_attempt(event.route, failure.outcome, seconds)
 
         if retry_at is not None:
+            retry_in = round(max(0.0, retry_at - self._clock()), 1)
             logger.warning(
-                "delivery failed: event %d route %s webhook-id %s attempt %d: %s;"
-                " retrying in %.1f s",
-                event.id,
-                event.route,
-                event.webhook_id,
-                attempt,
-                failure.reason,
-                max(0.0, retry_at - self._clock()),
-                extra=context,
+                "delivery_failed", extra={**context, "retry_in_seconds": retry_in}
             )
             return
 
         if self._metrics is not None:
             self._metrics.observe_dead_letter(event.route)
 
-        logger.warning(
-            "dead letter: event %d route %s webhook-id %s after attempt %d: %s",
-            event.id,
-            event.route,
-            event.webhook_id,
-            attempt,
-            failure.reason,
-            extra=context,
-        )
+        logger.warning("dead_letter", extra=context)
 
 
 class _Poster(Protocol):

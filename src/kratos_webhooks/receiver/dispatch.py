@@ -121,7 +121,9 @@ class UpstreamTarget(Target):
                 size += len(chunk)
 
                 if size > MAX_ANSWER_BYTES:
-                    raise InvalidUpstreamAnswer("The application's answer is too big.")
+                    raise InvalidUpstreamAnswer(
+                        "The application's response is too large."
+                    )
 
                 parts.append(chunk)
         finally:
@@ -152,7 +154,7 @@ class HandlerTarget(Target):
                 "invalid_handler_answer", route=request.route, error=type(exc).__name__
             )
             raise InvalidUpstreamAnswer(
-                "The handler's answer is not one Kratos accepts."
+                "The handler's answer is not one that Kratos accepts."
             ) from exc
         except Exception as exc:
             # A failing handler is the application's fault, reported as an

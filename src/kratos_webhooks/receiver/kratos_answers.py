@@ -39,20 +39,22 @@ def check_kratos_answer(status: int, body: bytes) -> bytes:
         _check_messages(_decode_object(status, body))
         return body
 
-    raise InvalidUpstreamAnswer(f"The application answered with status {status}.")
+    raise InvalidUpstreamAnswer(
+        f"The application responded with status {status}, which Kratos does not accept."
+    )
 
 
 def _decode_object(status: int, body: bytes) -> dict[str, Any]:
     try:
         document = _decoder.decode(body)
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, RecursionError) as exc:
         raise InvalidUpstreamAnswer(
-            f"The application's {status} answer is not JSON."
+            f"The application's {status} response is not JSON."
         ) from exc
 
     if not isinstance(document, dict):
         raise InvalidUpstreamAnswer(
-            f"The application's {status} answer is not a JSON object."
+            f"The application's {status} response is not a JSON object."
         )
 
     return document
@@ -61,11 +63,11 @@ def _decode_object(status: int, body: bytes) -> dict[str, Any]:
 def _check_identity_answer(document: dict[str, Any]) -> None:
     if set(document) - {"identity"}:
         raise InvalidUpstreamAnswer(
-            'A 200 answer holds only {} or {"identity": {...}}.'
+            'A 200 response may contain only {} or {"identity": {...}}.'
         )
 
     if "identity" in document and not isinstance(document["identity"], dict):
-        raise InvalidUpstreamAnswer("The identity in a 200 answer must be an object.")
+        raise InvalidUpstreamAnswer("The identity in a 200 response must be an object.")
 
 
 def _check_messages(document: dict[str, Any]) -> None:
@@ -73,7 +75,7 @@ def _check_messages(document: dict[str, Any]) -> None:
 
     if not isinstance(messages, list) or not messages:
         raise InvalidUpstreamAnswer(
-            "A 4xx answer needs a non-empty messages list for Kratos."
+            "A 4xx response needs a non-empty messages list for Kratos."
         )
 
     for entry in messages:

@@ -38,6 +38,8 @@ __all__ = ["Payload", "PayloadKind", "PayloadParser", "load_traits_schema"]
 PayloadKind = Literal["kratos", "json", "form"]
 
 _json_decoder: Final = msgspec.json.Decoder()
+# msgspec raises RecursionError, not DecodeError, past about 1000 levels.
+_TOO_DEEP: Final = "The body is nested too deeply."
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,7 +128,13 @@ class PayloadParser:
             context = self._decode_model(data)
 
         if self._traits_schema is not None and context.identity is not None:
-            _check_traits(self._traits_schema, context.identity.traits)
+            try:
+                _check_traits(self._traits_schema, context.identity.traits)
+            except RecursionError as exc:
+                # jsonschema walks the traits recursively.
+                raise InvalidPayload(
+                    "The identity traits are nested too deeply to check."
+                ) from exc
 
         return Payload(data, document, context)
 
@@ -146,6 +154,8 @@ class PayloadParser:
             raise InvalidPayload(f"The body is not a Kratos payload: {exc}") from exc
         except msgspec.DecodeError as exc:
             raise InvalidJson() from exc
+        except RecursionError as exc:
+            raise InvalidJson(_TOO_DEEP) from exc
 
         return context
 
@@ -155,6 +165,8 @@ def _decode_object(data: bytes) -> dict[str, Any]:
         document = _json_decoder.decode(data)
     except msgspec.DecodeError as exc:
         raise InvalidJson() from exc
+    except RecursionError as exc:
+        raise InvalidJson(_TOO_DEEP) from exc
 
     if not isinstance(document, dict):
         raise InvalidPayload("The body must be a JSON object.")

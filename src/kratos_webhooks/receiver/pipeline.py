@@ -27,7 +27,7 @@ from .dispatch import HookRequest, Target
 from .limits import BodyLimits, ClientDisconnected, RequestHeaders, read_body
 from .payload import Payload, PayloadParser
 from .ratelimit import RateLimits
-from .routing import RouteTable
+from .routing import RouteTable, request_path
 from .state import StateStore, StoredAnswer
 
 if TYPE_CHECKING:
@@ -132,7 +132,7 @@ class ReceiverApp:
     async def _handle(
         self, scope: Scope, receive: Receive, outcome: _Outcome
     ) -> Answer:
-        route = self._routes.match(scope["path"], scope["method"])
+        route = self._routes.match(request_path(scope), scope["method"])
         outcome.route = route.path
         certificate = client_certificate(scope)
         check_client_certificate(route.client_certificates, certificate, route.path)
@@ -154,7 +154,7 @@ class ReceiverApp:
         payload = route.parser.parse(authenticated.payload)
 
         delivery = delivery_id(authenticated.webhook_id, headers)
-        key = idempotency_key(route.path, delivery, body)
+        key = idempotency_key(route.path, authenticated.webhook_id, body)
         outcome.webhook_id = key
         request = HookRequest(
             route.path,

@@ -1,13 +1,19 @@
-"""Stage 1: find the route for a path and check the method (404, 405)."""
+"""Stage 1: find the route for a path and check the method (404, 405).
+
+Routes match the path as the client sent it, before percent-decoding: uvicorn
+decodes `%2F` into `/` in `scope["path"]`, so `/a%2Fb` would otherwise reach
+the route `/a/b`. Configured paths contain no `%`, so a request path with any
+percent-encoding matches no route and is answered 404.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Generic, Protocol, TypeVar
+from collections.abc import Iterable, Mapping
+from typing import Any, Generic, Protocol, TypeVar
 
 from ..errors import MethodNotAllowed, NotFound
 
-__all__ = ["RouteMethodNotAllowed", "RouteTable"]
+__all__ = ["RouteMethodNotAllowed", "RouteTable", "request_path"]
 
 
 class RouteMethodNotAllowed(MethodNotAllowed):
@@ -16,6 +22,17 @@ class RouteMethodNotAllowed(MethodNotAllowed):
     def __init__(self, allowed: tuple[str, ...]) -> None:
         super().__init__()
         self.allowed = allowed
+
+
+def request_path(scope: Mapping[str, Any]) -> str:
+    """Return the request's path as sent: `raw_path` when the server gives it."""
+    raw_path = scope.get("raw_path")
+
+    if isinstance(raw_path, bytes):
+        return raw_path.decode("latin-1")
+
+    path: str = scope["path"]
+    return path
 
 
 class _Routed(Protocol):

@@ -25,7 +25,7 @@ from ..config import Config
 from ..config_checks import parse_listen
 from ..errors import ConfigError
 from ..observability.logging import SERVER_LOGGER
-from ..observability.metrics import Metrics
+from ..observability.metrics import HttpMetrics, Metrics
 from ..secrets import KeySet
 from ..tls.managed import ManagedServerTls
 from .admin import AdminApp
@@ -40,6 +40,9 @@ __all__ = ["HSTS", "Receiver", "StartError", "bind", "open_state"]
 HSTS: Final = "max-age=31536000; includeSubDomains"
 # Longer than the largest sync budget (25 s), so an in-flight call can finish.
 GRACEFUL_SHUTDOWN_SECONDS: Final = 30.0
+# How long a TLS close waits for the peer's close_notify; asyncio waits 30 s,
+# and the connection keeps its slot under the cap until then.
+TLS_SHUTDOWN_SECONDS: Final = 1.0
 ADMIN_MAX_CONNECTIONS: Final = 32
 
 log = structlog.stdlib.get_logger(SERVER_LOGGER)
@@ -86,6 +89,7 @@ class ListenerServer(uvicorn.Server):
                 ssl=config.ssl,
                 backlog=config.backlog,
                 ssl_handshake_timeout=self._handshake_timeout if config.ssl else None,
+                ssl_shutdown_timeout=TLS_SHUTDOWN_SECONDS if config.ssl else None,
             )
             self.servers.append(server)
 
@@ -127,16 +131,21 @@ def open_state(config: Config, metrics: Metrics) -> tuple[StateStore, DeliveryWo
 
 
 def bind(address: str) -> socket.socket:
-    """Bind a listening TCP socket to `host:port`.
+    """Bind a listening TCP socket to `host:port`; `[::]` is dual-stack.
 
     Raises:
         StartError: the address cannot be bound.
     """
     host, port = parse_listen(address)
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    # `::` takes IPv4 clients too, as ::ffff:a.b.c.d, which the source check
+    # maps back to a.b.c.d. Any other IPv6 address stays IPv6-only.
+    dual_stack = host == "::" and socket.has_dualstack_ipv6()
 
     try:
-        sock = socket.create_server((host, port), family=family, backlog=2048)
+        sock = socket.create_server(
+            (host, port), family=family, backlog=2048, dualstack_ipv6=dual_stack
+        )
     except OSError as exc:
         raise StartError(f"cannot listen on {address}: {exc.strerror}") from exc
 
@@ -251,6 +260,7 @@ class Receiver:
             idle_timeout=limits.idle_timeout,
             context=context,
             headers=[("strict-transport-security", HSTS)],
+            metrics=metrics.http,
         )
         result = [(server.listen, https, "https")]
 
@@ -299,11 +309,14 @@ def _listener(
     idle_timeout: float,
     context: ssl.SSLContext | None = None,
     headers: list[tuple[str, str]] | None = None,
+    metrics: HttpMetrics | None = None,
 ) -> ListenerServer:
     config = uvicorn.Config(
         app,
-        http=bounded_protocol(limits),
+        http=bounded_protocol(limits, metrics=metrics),
         lifespan="off",
+        # No WebSocket: an Upgrade request is an ordinary request to the app.
+        ws="none",
         proxy_headers=False,
         server_header=False,
         headers=headers or [],

@@ -310,10 +310,12 @@ class SqliteStateStore(StateStore):
         return None if row is None or row[0] is None else float(row[0])
 
     async def mark_delivered(self, event_id: int, now: float) -> None:
+        # The error of an earlier attempt no longer describes a delivered event.
         await self._write(
             lambda connection: connection.execute(
                 "UPDATE inbox SET state = 'delivered', attempts = attempts + 1,"
-                " delivered_at = ? WHERE id = ? AND state = 'pending'",
+                " delivered_at = ?, last_error = NULL"
+                " WHERE id = ? AND state = 'pending'",
                 (now, event_id),
             )
         )

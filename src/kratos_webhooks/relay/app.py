@@ -23,7 +23,7 @@ from ..errors import VerificationError, WebhookError
 from ..receiver.answers import Answer, accepted_answer, error_answer
 from ..receiver.delivery import DeliveryWorker
 from ..receiver.limits import BodyLimits, ClientDisconnected, RequestHeaders, read_body
-from ..receiver.routing import RouteTable
+from ..receiver.routing import RouteTable, request_path
 from ..receiver.state import StateStore, StorageError, StoredAnswer
 from .forwarder import Forwarder, ForwardFailed, passed_headers, webhook_id_for
 
@@ -136,7 +136,7 @@ class RelayApp:
     async def _handle(
         self, scope: Scope, receive: Receive, outcome: _Outcome
     ) -> Answer:
-        route = self._routes.match(scope["path"], scope["method"])
+        route = self._routes.match(request_path(scope), scope["method"])
         outcome.route = route.path
         headers: list[Header] = scope["headers"]
 

@@ -2,13 +2,15 @@
 
 The conventions are the receiver's: field names are the YAML keys, a variable
 `KRATOS_WEBHOOKS_<PATH>` overrides a key (`KRATOS_WEBHOOKS_ROUTES__0__TARGET`),
-secrets are `env:NAME` or `file:/path` references, and every problem is
+secrets are `env:NAME` or `file:/path` references, relative file paths are
+resolved against the configuration file's directory, and every problem is
 reported at once with its key path. The relay's top-level keys are `relay`,
 `outbound`, `storage`, `idempotency_window`, `logging` and `routes`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import os
 import re
@@ -26,8 +28,10 @@ from ..config import (
     LoggingConfig,
     TlsConfig,
     apply_environment,
+    name_overrides,
 )
-from ..config_checks import parse_listen
+from ..config_checks import PLAIN_PATH, PLAIN_PATH_MESSAGE, parse_listen
+from ..config_paths import resolve_file, resolve_secret, resolve_storage, resolve_tls
 from ..config_schema import convert
 from ..errors import ConfigError
 from ..secrets import HmacKey, Secret
@@ -218,14 +222,21 @@ def load_relay_config(
         ) from exc
 
     return parse_relay_config(
-        document, environ=os.environ if environ is None else environ
+        document,
+        environ=os.environ if environ is None else environ,
+        base_dir=Path(os.path.abspath(path)).parent,
     )
 
 
 def parse_relay_config(
-    document: Any, *, environ: Mapping[str, str] | None = None
+    document: Any,
+    *,
+    environ: Mapping[str, str] | None = None,
+    base_dir: Path | None = None,
 ) -> RelayConfig:
     """Validate a parsed relay document, after applying environment overrides.
+
+    Relative file paths are resolved against `base_dir` when it is given.
 
     Raises:
         ConfigError: any setting is invalid; `problems` lists them all.
@@ -240,23 +251,71 @@ def parse_relay_config(
             "invalid configuration", problems=[("", "the file must hold a mapping")]
         )
 
+    overrides: dict[str, str] = {}
     document = apply_environment(
-        document, environ or {}, problems, top_level_keys=_TOP_LEVEL_KEYS
+        document,
+        environ or {},
+        problems,
+        top_level_keys=_TOP_LEVEL_KEYS,
+        overrides=overrides,
     )
     config = convert(RelayConfig, document, "", problems)
     warnings: list[tuple[str, str]] = []
 
     if isinstance(config, RelayConfig):
+        if base_dir is not None:
+            config = _resolve_paths(config, base_dir)
+
         _check_config(config, problems, warnings)
 
     if problems or not isinstance(config, RelayConfig):
         raise ConfigError(
-            f"invalid configuration: {len(problems)} problem(s)", problems=problems
+            f"invalid configuration: {len(problems)} problem(s)",
+            problems=name_overrides(problems, overrides),
         )
 
-    values = {name: getattr(config, name) for name in RelayConfig.__dataclass_fields__}
-    values["warnings"] = tuple(warnings)
-    return RelayConfig(**values)
+    return dataclasses.replace(
+        config, warnings=tuple(name_overrides(warnings, overrides))
+    )
+
+
+def _resolve_paths(config: RelayConfig, base: Path) -> RelayConfig:
+    def file(name: str | None) -> str | None:
+        return None if name is None else resolve_file(name, base)
+
+    def secrets(references: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(resolve_secret(reference, base) for reference in references)
+
+    listener = config.relay
+
+    if listener.tls is not None:
+        listener = dataclasses.replace(listener, tls=resolve_tls(listener.tls, base))
+
+    outbound = dataclasses.replace(
+        config.outbound,
+        ca_file=file(config.outbound.ca_file),
+        client_cert_file=file(config.outbound.client_cert_file),
+        client_key_file=file(config.outbound.client_key_file),
+    )
+    routes = tuple(
+        dataclasses.replace(
+            route,
+            kratos_auth=dataclasses.replace(
+                route.kratos_auth, secrets=secrets(route.kratos_auth.secrets)
+            ),
+            signing=dataclasses.replace(
+                route.signing, secrets=secrets(route.signing.secrets)
+            ),
+        )
+        for route in config.routes
+    )
+    return dataclasses.replace(
+        config,
+        relay=listener,
+        outbound=outbound,
+        storage=resolve_storage(config.storage, base),
+        routes=routes,
+    )
 
 
 Problems = list[tuple[str, str]]
@@ -377,6 +436,8 @@ def _check_route(
 ) -> None:
     if not route.path.startswith("/"):
         problems.append((f"{path}.path", "must start with /"))
+    elif not PLAIN_PATH.fullmatch(route.path):
+        problems.append((f"{path}.path", PLAIN_PATH_MESSAGE))
 
     if not route.methods:
         problems.append((f"{path}.methods", "at least one method is needed"))

@@ -2,9 +2,11 @@
 
 The listener is plain HTTP on loopback by default, because the relay sits
 beside Kratos; with `relay.tls` it serves HTTPS with the receiver's TLS
-settings. A listener beyond loopback without TLS is logged as a warning at
-start. SIGTERM stops accepting, lets in-flight calls finish, then stops the
-worker and closes the outbox.
+settings. Its certificate, key and client CA files are reloaded for new
+connections when they change and on SIGHUP, as the receiver's are. A listener
+beyond loopback without TLS is logged as a warning at start. SIGTERM stops
+accepting, lets in-flight calls finish, then stops the worker and closes the
+outbox.
 """
 
 from __future__ import annotations
@@ -26,9 +28,9 @@ from ..receiver.delivery import DeliveryWorker
 from ..receiver.limits import BodyLimits
 from ..receiver.server import ListenerServer, StartError, bind
 from ..receiver.state import StateStore
-from ..receiver.tls import server_context
 from ..secrets import KeySet, Secret
 from ..signing import Signer
+from ..tls.managed import ManagedServerTls
 from .app import RELAY_LOGGER, RelayApp, RelayRoute
 from .config import KratosAuthConfig, RelayConfig, RelayRouteConfig
 from .forwarder import Forwarder, RelayClient, client_context, relay_client
@@ -155,12 +157,13 @@ class Relay:
             log.warning("config_warning", key=path, detail=message)
 
         try:
-            tls = server_context(config.relay.tls) if config.relay.tls else None
+            tls = _load_tls(config)
             app, client, store, worker = build_relay(config, resolver=self._resolver)
         except ConfigError as exc:
-            raise StartError(str(exc)) from exc
+            details = "; ".join(message for _, message in exc.problems)
+            raise StartError(f"{exc}: {details}" if details else str(exc)) from exc
 
-        server = _listener(app, config, tls)
+        server = _listener(app, config, tls.context if tls else None)
         sock = sock or bind(config.relay.listen)
 
         if store is not None:
@@ -184,7 +187,9 @@ class Relay:
         if worker is not None:
             await worker.start()
 
-        self._install_signal_handlers()
+        self._install_signal_handlers(tls)
+        watch_stop = asyncio.Event()
+        watcher = asyncio.create_task(tls.watch(watch_stop)) if tls else None
         tick = asyncio.create_task(server.main_loop())
         self._started.set()
         log.info("started")
@@ -192,7 +197,12 @@ class Relay:
         await self._stop.wait()
         log.info("stopping")
         server.should_exit = True
+        watch_stop.set()
         await tick
+
+        if watcher is not None:
+            await watcher
+
         await server.shutdown()
 
         if worker is not None:
@@ -204,15 +214,33 @@ class Relay:
         await client.aclose()
         log.info("stopped")
 
-    def _install_signal_handlers(self) -> None:
+    def _install_signal_handlers(self, tls: ManagedServerTls | None) -> None:
         loop = asyncio.get_running_loop()
 
         try:
             for signum in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(signum, self.request_stop)
+
+            if tls is not None:
+                loop.add_signal_handler(signal.SIGHUP, tls.reload)
         except (RuntimeError, ValueError):
             # Not the main thread, as when tests run the relay in a thread.
             return
+
+
+def _load_tls(config: RelayConfig) -> ManagedServerTls | None:
+    """Load the listener's TLS files with the receiver's start checks.
+
+    Raises:
+        ConfigError: a file is unreadable, the certificate is expired or not
+            yet valid, or the key does not match it.
+    """
+    if config.relay.tls is None:
+        return None
+
+    return ManagedServerTls.load(
+        config.relay.tls, listener="relay", logger_name=RELAY_LOGGER
+    )
 
 
 def _listener(
@@ -227,8 +255,10 @@ def _listener(
     )
     uvicorn_config = uvicorn.Config(
         app,
-        http=bounded_protocol(connection_limits),
+        http=bounded_protocol(connection_limits, logger_name=RELAY_LOGGER),
         lifespan="off",
+        # No WebSocket: an Upgrade request is an ordinary request to the app.
+        ws="none",
         proxy_headers=False,
         server_header=False,
         timeout_keep_alive=max(1, round(limits.idle_timeout)),

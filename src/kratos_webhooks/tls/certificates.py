@@ -30,7 +30,7 @@ __all__ = [
 class CertificateInfo:
     """The identity and validity period of one certificate.
 
-    `sans` holds the subject alternative names as `dns:NAME`, `uri:URI` and
+    `sans` contains the subject alternative names as `dns:NAME`, `uri:URI` and
     `email:ADDRESS`; `fingerprint_sha256` is lower-case hex without colons.
     """
 
@@ -125,7 +125,7 @@ def read_certificate_chain(path: str) -> list[x509.Certificate]:
     """Read every certificate of a PEM file, leaf first.
 
     Raises:
-        ConfigError: the file cannot be read or holds no PEM certificate.
+        ConfigError: the file cannot be read or contains no PEM certificate.
     """
     try:
         data = Path(path).read_bytes()
@@ -137,7 +137,7 @@ def read_certificate_chain(path: str) -> list[x509.Certificate]:
     try:
         chain = x509.load_pem_x509_certificates(data)
     except ValueError as exc:
-        raise ConfigError(f"{path} holds no valid PEM certificate") from exc
+        raise ConfigError(f"{path} contains no valid PEM certificate") from exc
 
     return chain
 

@@ -1,6 +1,7 @@
 """A small application behind the receiver: it checks that each call came from it.
 
-Run: python examples/app.py --port 8000 --secret-file upstream-secret
+`kratos-webhooks demo` runs it as
+`python -m kratos_webhooks.demo_app --port 8000 --secret-file upstream-secret`.
 
 The receiver signs every call to the application with the route's
 `upstream_secrets` (Standard Webhooks headers). This app verifies that
