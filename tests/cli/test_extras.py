@@ -85,8 +85,6 @@ def test_server_commands_name_extra(
 @pytest.mark.parametrize(
     ("missing", "arguments", "extra"),
     [
-        (("httpcore",), ("config", "check", "receiver.yaml"), "server"),
-        (("httpcore",), ("audit", "--config", "receiver.yaml"), "server"),
         (("cryptography",), ("secret", "new", "--ed25519"), "cryptography"),
     ],
 )
@@ -98,6 +96,23 @@ def test_other_commands_name_extra(
 
     assert result.returncode == 2, result.stderr
     assert f"kratos-webhooks[{extra}]" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    "arguments",
+    [("config", "check", "receiver.yaml"), ("audit", "--config", "receiver.yaml")],
+)
+def test_plain_install_checks_configuration(
+    tmp_path: Path, arguments: tuple[str, ...]
+) -> None:
+    receiver_file(tmp_path)
+    result = run_without(SERVER_MODULES, *arguments, cwd=tmp_path)
+
+    # The configuration's own problem (no TLS files) is reported, not an extra.
+    assert result.returncode == 2, result.stderr
+    assert "server.tls.cert_file" in result.stderr
+    assert "kratos-webhooks[server]" not in result.stderr
     assert "Traceback" not in result.stderr
 
 
