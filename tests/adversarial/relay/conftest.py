@@ -108,7 +108,7 @@ RECEIVER_ROUTES = {
 
 @dataclass
 class Script:
-    """The scripted application: the response it returns and the requests it received."""
+    """The scripted application: its response and the requests it received."""
 
     status: int = 200
     body: bytes = b"{}"
