@@ -535,7 +535,34 @@ def test_mac_replay_fresh_trigger_not_processed(
 
 
 @pytest.mark.parametrize("path", ["/apikey/sync", "/basic/sync"])
-def test_credential_replay_fresh_trigger_not_processed(
+def test_credential_fresh_trigger_is_new_call(
+    client: httpx.Client,
+    receiver: ServeProcess,
+    upstream: Upstream,
+    ledger: Ledger,
+    path: str,
+) -> None:
+    # A credential holder can send any body, so a body hash would stop no
+    # replay here; the trigger id keys the call, and equal bodies stay apart.
+    body = event_body(ledger)
+    credential = (
+        {API_KEY_HEADER: API_KEY}
+        if path.startswith("/apikey")
+        else {"authorization": basic_value()}
+    )
+    triggers = [str(uuid.uuid4()) for _ in range(3)]
+    answers = [
+        _post(client, receiver, path, body, {**_with_trigger(trigger), **credential})
+        for trigger in triggers
+    ]
+
+    assert [a.status_code for a in answers] == [204, 204, 204]
+    forwarded = [r for r in upstream.requests_to("/up" + path) if r.body == body]
+    assert len(forwarded) == 3
+
+
+@pytest.mark.parametrize("path", ["/apikey/sync", "/basic/sync"])
+def test_credential_same_trigger_processed_once(
     client: httpx.Client,
     receiver: ServeProcess,
     upstream: Upstream,
@@ -548,16 +575,8 @@ def test_credential_replay_fresh_trigger_not_processed(
         if path.startswith("/apikey")
         else {"authorization": basic_value()}
     )
-    answers = [
-        _post(
-            client,
-            receiver,
-            path,
-            body,
-            {**_with_trigger(str(uuid.uuid4())), **credential},
-        )
-        for _ in range(3)
-    ]
+    headers = {**_with_trigger(str(uuid.uuid4())), **credential}
+    answers = [_post(client, receiver, path, body, headers) for _ in range(3)]
 
     assert [a.status_code for a in answers] == [204, 204, 204]
     forwarded = [r for r in upstream.requests_to("/up" + path) if r.body == body]

@@ -20,12 +20,14 @@ class Authenticated:
     """What authentication established.
 
     `webhook_id` is the verified Standard Webhooks message id, if the scheme has
-    one. `payload` holds the bytes to parse: the body itself, or the payload
-    string a Jsonnet MAC envelope carries.
+    one. `payload` contains the bytes to parse: the body itself, or the payload
+    string a Jsonnet MAC envelope carries. `headers_trusted` tells whether the
+    credential vouches for the request's headers as much as for its body.
     """
 
     webhook_id: str | None
     payload: bytes
+    headers_trusted: bool = False
 
 
 class Authenticator:
@@ -50,7 +52,9 @@ class HeaderCredentialAuthenticator(Authenticator):
 
     def authenticate(self, body: bytes, headers: list[Header]) -> Authenticated:
         self._check.verify(headers)
-        return Authenticated(None, body)
+        # Whoever holds an API key or a password can send any headers and any
+        # body, so Kratos' trigger id is as trustworthy as the body here.
+        return Authenticated(None, body, headers_trusted=True)
 
 
 class JsonnetMacAuthenticator(Authenticator):

@@ -1,21 +1,20 @@
 """Stage 7: the idempotency key of a request, and one request per key at a time.
 
-The key must come from what authentication covers, or a replay of a captured
-request with a fresh header would be processed again:
+The key is the most specific id that authentication vouches for:
 
 - Standard Webhooks: the verified `webhook-id`, which the signature covers.
   The relay derives it from Kratos' `Ory-Webhook-Trigger-Id`, so Kratos'
   retries of one call share it.
-- Every other scheme (API key, basic auth, Jsonnet MAC): a SHA-256 of the
-  route and the body. `Ory-Webhook-Trigger-Id` is not authenticated, so it is
-  never part of the key. Kratos' own retries of a call send the same body, so
-  they still share a key.
-
-The cost of the body hash: two distinct hook calls with byte-identical bodies
-within the idempotency window count as one, and the second gets the first
-one's answer. With a passthrough template the body carries the flow id, the
-request headers and the identity, so only the same flow calling the same hook
-with the same input collides, and that call gets the answer it had.
+- API key and basic auth: Kratos' `Ory-Webhook-Trigger-Id`, which stays the
+  same across Kratos' retries of one call. Whoever holds the credential can
+  send any headers and any body alike, so keying on the body would stop no
+  replay, while it would merge two distinct calls whose bodies happen to be
+  equal (a small custom template makes that likely).
+- Jsonnet MAC: a SHA-256 of the route and the body, because the MAC covers the
+  body and no header: a captured body replayed with a fresh trigger id must
+  not be processed again. The generated template sends the whole `ctx`, with
+  its flow id and request headers, so two distinct calls do not share a body.
+- Without either id, the body hash.
 
 The store keeps the first answer per key; this module makes a concurrent
 duplicate wait until the first call of its key is finished.
@@ -56,14 +55,14 @@ def delivery_id(webhook_id: str | None, headers: list[Header]) -> str | None:
     return None
 
 
-def idempotency_key(route: str, webhook_id: str | None, body: bytes) -> str:
+def idempotency_key(route: str, key_id: str | None, body: bytes) -> str:
     """Return the key under which a request's answer is stored.
 
-    It is the verified Standard Webhooks `webhook-id`, or for any other scheme
-    a hash of route and authenticated body.
+    `key_id` is the id that authentication vouches for (see the module's
+    rules); without one, the key is a hash of route and body.
     """
-    if webhook_id is not None:
-        return webhook_id
+    if key_id is not None:
+        return key_id
 
     digest = hashlib.sha256(route.encode() + b"\n" + body).hexdigest()
     return f"sha256_{digest}"

@@ -154,7 +154,8 @@ class ReceiverApp:
         payload = route.parser.parse(authenticated.payload)
 
         delivery = delivery_id(authenticated.webhook_id, headers)
-        key = idempotency_key(route.path, authenticated.webhook_id, body)
+        key_id = delivery if authenticated.headers_trusted else authenticated.webhook_id
+        key = idempotency_key(route.path, key_id, body)
         outcome.webhook_id = key
         request = HookRequest(
             route.path,

@@ -1,0 +1,126 @@
+"""Attacks on the `webhook-id` the relay derives from `Ory-Webhook-Trigger-Id`."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import httpx
+import pytest
+
+from .conftest import (
+    HEADER_ASYNC,
+    HEADER_SYNC,
+    Chain,
+    assert_error,
+    exchange,
+    kratos,
+    request_bytes,
+)
+
+pytestmark = pytest.mark.slow
+
+BAD_TRIGGERS = {
+    "empty": b"",
+    "blank": b"   ",
+    "huge": b"a" * 201,
+    "very_huge": b"b" * 7000,
+    "dot": b"abc.def",
+    "space": b"abc def",
+    "tab": b"abc\tdef",
+    "slash": b"abc/def",
+    "comma": b"abc,def",
+    "non_ascii": "abc\u00e9".encode("latin-1"),
+    "utf8": "abc\u2603".encode(),
+    "control": b"abc\x01def",
+    "delete": b"abc\x7fdef",
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_TRIGGERS))
+@pytest.mark.parametrize("path", [HEADER_SYNC, HEADER_ASYNC])
+def test_bad_trigger_refused(chain: Chain, case: str, path: str) -> None:
+    headers = kratos()
+    del headers["ory-webhook-trigger-id"]
+    head = request_bytes("POST", path, headers, b"")
+    # The value is put in as bytes, so that no client library cleans it up.
+    line = b"Ory-Webhook-Trigger-Id: " + BAD_TRIGGERS[case] + b"\r\n"
+    body = chain.body()
+    data = head.replace(b"Content-Length: 0\r\n", line)
+    data = data.replace(
+        b"\r\n\r\n", f"\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+    )
+    before = len(chain.upstream.received)
+    answer = exchange(chain.port, data + body)
+
+    # A control character fails HTTP parsing first (400 malformed_request);
+    # any other bad trigger id is an authenticity failure (401).
+    if case in ("control", "delete"):
+        assert_error(answer.status, answer.body, 400, "malformed_request")
+    else:
+        assert_error(answer.status, answer.body, 401, "malformed_header")
+
+    time.sleep(0.2)
+    assert len(chain.upstream.received) == before
+
+
+def test_trigger_sent_twice_refused(chain: Chain) -> None:
+    headers = [*kratos().items(), ("Ory-Webhook-Trigger-Id", str(uuid.uuid4()))]
+    answer = exchange(chain.port, request_bytes("POST", HEADER_SYNC, headers, b"{}"))
+    assert_error(answer.status, answer.body, 401, "malformed_header")
+
+
+def _wait_count(chain: Chain, path: str, webhook_id: str, count: int) -> int:
+    deadline = time.monotonic() + 10
+
+    def found() -> int:
+        return sum(
+            1
+            for r in chain.upstream_for(path)
+            if r.headers.get("webhook-id") == webhook_id
+        )
+
+    while found() < count and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+    # Leave a later duplicate the time to show up.
+    time.sleep(0.8)
+    return found()
+
+
+@pytest.mark.parametrize("path", [HEADER_SYNC, HEADER_ASYNC])
+def test_kratos_retry_processed_once(chain: Chain, path: str) -> None:
+    body = chain.body()
+    trigger = str(uuid.uuid4())
+    answers = [
+        httpx.post(chain.url(path), content=body, headers=kratos(trigger))
+        for _ in range(3)
+    ]
+
+    assert len({(a.status_code, a.content) for a in answers}) == 1
+    assert answers[0].status_code in (200, 202)
+    assert _wait_count(chain, path, "msg_" + trigger, 1) == 1
+
+
+@pytest.mark.parametrize("path", [HEADER_SYNC, HEADER_ASYNC])
+def test_retry_without_trigger_processed_once(chain: Chain, path: str) -> None:
+    body = chain.body()
+    headers = kratos()
+    del headers["ory-webhook-trigger-id"]
+    answers = [
+        httpx.post(chain.url(path), content=body, headers=headers) for _ in range(2)
+    ]
+
+    assert answers[0].status_code == answers[1].status_code
+    assert answers[0].status_code in (200, 202)
+    matching = [r for r in chain.upstream_for(path) if r.body == body]
+    deadline = time.monotonic() + 10
+
+    while not matching and time.monotonic() < deadline:
+        time.sleep(0.05)
+        matching = [r for r in chain.upstream_for(path) if r.body == body]
+
+    time.sleep(0.8)
+    matching = [r for r in chain.upstream_for(path) if r.body == body]
+    assert len(matching) == 1
+    assert matching[0].headers["webhook-id"].startswith("msg_")
