@@ -398,7 +398,7 @@ def test_send_returns_status_headers_and_body(
     ],
     ids=["length", "chunked", "until-close"],
 )
-def test_send_refuses_a_longer_body(answer: bytes, close: bool) -> None:
+def test_send_rejects_longer_body(answer: bytes, close: bool) -> None:
     async def main() -> None:
         async with raw_server(fixed(answer)) as server:
             server.close_after_answer = close
@@ -433,7 +433,7 @@ def test_send_keeps_method_and_skips_body_of_head() -> None:
 
 
 @pytest.mark.parametrize("method", ["post", "GET /x HTTP/1.1\r\n", ""])
-def test_send_refuses_a_method_that_is_not_a_token(method: str) -> None:
+def test_send_rejects_invalid_method(method: str) -> None:
     async def main() -> None:
         async with raw_server(fixed(NO_CONTENT)) as server:
             client = UpstreamClient(f"http://127.0.0.1:{server.port}/")
@@ -465,7 +465,7 @@ def test_redirect_is_sent_back_not_followed() -> None:
     run(main())
 
 
-def test_resolver_chooses_the_address_and_host_keeps_the_name() -> None:
+def test_resolver_address_keeps_host_name() -> None:
     lookups: list[tuple[str, int]] = []
 
     async def resolver(host: str, port: int) -> list[str]:
@@ -543,7 +543,7 @@ def test_client_certificate_is_presented() -> None:
     run(main())
 
 
-def test_minimum_tls_version_of_the_context_holds() -> None:
+def test_context_minimum_tls_version_holds() -> None:
     ca = trustme.CA()
     server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ca.issue_cert("127.0.0.1").configure_cert(server_context)
@@ -573,7 +573,7 @@ def test_connect_timeout_bounds_a_stalled_handshake() -> None:
     async def silent(
         _reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
-        # Accepts TCP, never answers the TLS hello.
+        # The server accepts TCP but never replies to the TLS ClientHello.
         accepted.append(writer)
 
     async def main() -> None:
@@ -620,7 +620,7 @@ def test_read_timeout_bounds_a_silent_server() -> None:
     run(main())
 
 
-def test_max_connections_holds_requests_back() -> None:
+def test_max_connections_bounds_open_connections() -> None:
     async def main() -> None:
         async with raw_server(fixed(NO_CONTENT)) as server:
             client = UpstreamClient(

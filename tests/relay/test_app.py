@@ -276,3 +276,56 @@ def test_dns_to_metadata_is_502(tmp_path: Path) -> None:
 
     assert results[0].status_code == 502
     assert results[0].json()["error"]["code"] == "upstream_unavailable"
+
+
+def test_outbox_delivery_uses_target_guard(tmp_path: Path) -> None:
+    lookups: list[str] = []
+
+    async def resolve(host: str, port: int) -> list[Address]:
+        lookups.append(host)
+        return [ipaddress.ip_address("169.254.169.254")]
+
+    config = parse_relay_config(
+        document(tmp_path, target="http://receiver.internal/kratos/a"), environ={}
+    )
+    accepted: list[int] = []
+
+    async def main() -> None:
+        app, client, store, worker = build_relay(config, resolver=resolve)
+        assert store is not None
+        assert worker is not None
+        await store.start()
+        await worker.start()
+        transport = httpx.ASGITransport(app=app)
+
+        try:
+            async with httpx.AsyncClient(
+                transport=transport, base_url="http://relay"
+            ) as http:
+                response = await http.post("/kratos/a", content=BODY, headers=headers())
+                accepted.append(response.status_code)
+
+            for _ in range(100):
+                if lookups:
+                    break
+
+                await asyncio.sleep(0.05)
+
+            await worker.stop(grace=2.0)
+        finally:
+            await store.close()
+            await client.aclose()
+
+    asyncio.run(main())
+
+    with closing(sqlite3.connect(tmp_path / "relay.db")) as connection:
+        state, attempts, error = connection.execute(
+            "SELECT state, attempts, last_error FROM inbox"
+        ).fetchone()
+
+    assert accepted == [202]
+    assert lookups[0] == "receiver.internal"
+    # The event is kept for a later attempt, never sent to the metadata address.
+    assert state == "pending"
+    assert attempts >= 1
+    assert "rejected: metadata address" in error

@@ -2,7 +2,9 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trustme
@@ -331,3 +333,84 @@ def test_mutual_tls_presents_certificate(tmp_path: Path) -> None:
 
     assert status == 200
     assert len(app.requests) == 1
+
+
+def test_connect_timeout_is_upstream_timeout() -> None:
+    accepted: list[asyncio.StreamWriter] = []
+
+    async def silent(
+        _reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        # The server accepts TCP but never replies to the TLS ClientHello.
+        accepted.append(writer)
+
+    async def scenario() -> None:
+        server = await asyncio.start_server(silent, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        try:
+            async with relay_client(
+                client_context(), LOOPBACK, connect_timeout=0.3
+            ) as client:
+                forwarder = Forwarder(
+                    f"https://127.0.0.1:{port}/hooks/a",
+                    Signer(KeySet.of(KEY)),
+                    client,
+                    budget=5.0,
+                )
+                await forwarder.forward(
+                    "POST", b"{}", webhook_id="msg_1", content_type="application/json"
+                )
+        finally:
+            for writer in accepted:
+                writer.close()
+
+            server.close()
+            await server.wait_closed()
+
+    started = time.monotonic()
+
+    with pytest.raises(UpstreamTimeout) as caught:
+        asyncio.run(scenario())
+
+    assert caught.value.status == 504
+    # The connect timeout fired, well before the 5 s budget.
+    assert time.monotonic() - started < 2.0
+
+
+def test_forwards_reuse_one_connection() -> None:
+    clients: list[tuple[str, int]] = []
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+
+        clients.append(scope["client"])
+
+        while (await receive()).get("more_body"):
+            pass
+
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"{}"})
+
+    async def scenario(url: str) -> list[int]:
+        async with relay_client(client_context(), LOOPBACK) as client:
+            forwarder = Forwarder(url, Signer(KeySet.of(KEY)), client, budget=5.0)
+            statuses = []
+
+            for number in range(3):
+                answer = await forwarder.forward(
+                    "POST",
+                    b"{}",
+                    webhook_id=f"msg_{number}",
+                    content_type="application/json",
+                )
+                statuses.append(answer.status)
+
+            return statuses
+
+    with serve_asgi(app) as base:
+        statuses = asyncio.run(scenario(base + "/hooks/a"))
+
+    assert statuses == [200, 200, 200]
+    assert len(clients) == 3
+    assert len(set(clients)) == 1

@@ -255,7 +255,7 @@ def test_guard_connects_to_checked_address(local_server: ThreadingHTTPServer) ->
 
 def test_guard_tries_each_checked_address(local_server: ThreadingHTTPServer) -> None:
     port = local_server.server_address[1]
-    # Nothing listens on 127.0.0.2 at this port, so the second address answers.
+    # Nothing listens on 127.0.0.2 at this port, so the second address responds.
     resolver = ScriptedResolver(["127.0.0.2", "127.0.0.1"])
     client = guarded_client(
         f"http://receiver.test:{port}/", TargetPolicy(allow_loopback=True), resolver

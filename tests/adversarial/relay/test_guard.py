@@ -1,24 +1,22 @@
 """Attacks on the target guard: metadata and link-local in every disguise.
 
-No test here dials anything but loopback: configurations are only loaded, and
-the guarded backend wraps a backend that records the addresses it is asked to
-dial and refuses them all.
+No test here dials anything: configurations are only loaded, and the guard is
+wrapped by a resolver that records the addresses the guard lets through and
+gives the client none of them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import ipaddress
-from collections.abc import Iterable
 from typing import Any
 
-import httpcore
-import httpx
 import pytest
 
 from kratos_webhooks.errors import ConfigError
+from kratos_webhooks.receiver.upstream_client import UpstreamClient, UpstreamError
 from kratos_webhooks.relay.config import parse_relay_config
-from kratos_webhooks.relay.target import GuardedBackend, TargetPolicy
+from kratos_webhooks.relay.target import GuardedResolver, TargetPolicy, TargetRejected
 
 from .conftest import ENV, header_auth
 
@@ -100,22 +98,19 @@ def test_environment_override_checked_too() -> None:
         parse_relay_config(_document("https://receiver.example/hook"), environ=environ)
 
 
-class Refusing(httpcore.AsyncNetworkBackend):
-    """Records every address it is asked to dial, and dials none."""
+class Recording:
+    """Wraps the guard and records every address it lets the client dial.
 
-    def __init__(self) -> None:
+    It returns none of them, so even an allowed address is never dialled.
+    """
+
+    def __init__(self, guard: GuardedResolver) -> None:
+        self.guard = guard
         self.dialled: list[str] = []
 
-    async def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,
-        local_address: str | None = None,
-        socket_options: Iterable[Any] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        self.dialled.append(host)
-        raise httpcore.ConnectError("refused by the test")
+    async def __call__(self, host: str, port: int) -> list[str]:
+        self.dialled += await self.guard(host, port)
+        return []
 
 
 # Names that a typo, a DNS change or a rebinding attack could point anywhere.
@@ -141,19 +136,17 @@ def test_resolved_address_checked_before_dialling(case: str) -> None:
     async def resolver(host: str, port: int) -> list[Any]:
         return answers
 
-    inner = Refusing()
-    backend = GuardedBackend(TargetPolicy(), resolver=resolver, backend=inner)
+    recording = Recording(GuardedResolver(TargetPolicy(), resolver=resolver))
+    client = UpstreamClient("http://receiver.example/hook", resolver=recording)
 
     async def scenario() -> None:
-        pool = httpcore.AsyncConnectionPool(network_backend=backend)
-        transport = httpx.AsyncHTTPTransport()
-        transport._pool = pool
-        async with httpx.AsyncClient(transport=transport) as client:
-            with pytest.raises(httpx.ConnectError):
-                await client.post("http://receiver.example/hook", content=b"{}")
+        with pytest.raises(UpstreamError) as raised:
+            await client.send("POST", b"{}", [], max_answer_bytes=1024)
+
+        assert raised.value.kind == "ConnectError"
 
     asyncio.run(scenario())
-    assert inner.dialled == []
+    assert recording.dialled == []
 
 
 @pytest.mark.parametrize(
@@ -162,18 +155,18 @@ def test_resolved_address_checked_before_dialling(case: str) -> None:
 )
 def test_numeric_host_forms_resolve_then_refused(host: str) -> None:
     """Odd spellings of 169.254.169.254 go through the resolver, then the guard."""
-    inner = Refusing()
     seen: list[str] = []
 
     async def resolver(name: str, port: int) -> list[Any]:
         seen.append(name)
         return [ipaddress.ip_address("169.254.169.254")]
 
-    backend = GuardedBackend(TargetPolicy(), resolver=resolver, backend=inner)
+    recording = Recording(GuardedResolver(TargetPolicy(), resolver=resolver))
 
     async def scenario() -> None:
-        with pytest.raises((httpcore.ConnectError, httpcore.UnsupportedProtocol)):
-            await backend.connect_tcp(host, 80)
+        with pytest.raises(TargetRejected):
+            await recording(host, 80)
 
     asyncio.run(scenario())
-    assert inner.dialled == []
+    assert seen == [host]
+    assert recording.dialled == []
