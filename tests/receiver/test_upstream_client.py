@@ -636,3 +636,22 @@ def test_max_connections_bounds_open_connections() -> None:
         assert len(server.requests) == 10
 
     run(main())
+
+
+def test_stale_idle_connections_are_closed() -> None:
+    async def main() -> None:
+        async with raw_server(fixed(NO_CONTENT)) as server:
+            client = UpstreamClient(f"http://127.0.0.1:{server.port}/")
+            await asyncio.gather(send(client), send(client), send(client))
+            assert len(client._idle) == 3
+            # The two oldest have been idle past the servers' keep-alive time.
+            client._idle[0].idle_since -= 60
+            client._idle[1].idle_since -= 60
+            await send(client)
+
+            assert len(client._idle) == 1
+            await client.aclose()
+
+        assert server.connections == 3
+
+    run(main())

@@ -270,6 +270,11 @@ class UpstreamClient:
     def _take_idle(self) -> _Connection | None:
         now = time.monotonic()
 
+        # The most recent connection is taken first, so under light load the
+        # oldest would sit unused, its server gone, unless closed here.
+        while self._idle and not self._idle[0].usable(now):
+            self._idle.pop(0).close()
+
         while self._idle:
             connection = self._idle.pop()
 
