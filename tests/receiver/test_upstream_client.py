@@ -620,11 +620,13 @@ def test_read_timeout_bounds_a_silent_server() -> None:
     run(main())
 
 
-def test_max_connections_bounds_open_connections() -> None:
+def test_slots_bound_open_connections() -> None:
     async def main() -> None:
         async with raw_server(fixed(NO_CONTENT)) as server:
             client = UpstreamClient(
-                f"http://127.0.0.1:{server.port}/", max_connections=2, max_idle=2
+                f"http://127.0.0.1:{server.port}/",
+                slots=asyncio.Semaphore(2),
+                max_idle=2,
             )
             statuses = await asyncio.gather(*(send(client) for _ in range(10)))
             await client.aclose()

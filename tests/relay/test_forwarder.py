@@ -414,3 +414,45 @@ def test_forwards_reuse_one_connection() -> None:
     assert statuses == [200, 200, 200]
     assert len(clients) == 3
     assert len(set(clients)) == 1
+
+
+def test_max_connections_is_shared_by_routes() -> None:
+    in_flight: list[int] = [0]
+    most: list[int] = [0]
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+
+        in_flight[0] += 1
+        most[0] = max(most[0], in_flight[0])
+
+        while (await receive()).get("more_body"):
+            pass
+
+        await asyncio.sleep(0.05)
+        in_flight[0] -= 1
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"{}"})
+
+    async def scenario(base: str) -> list[int]:
+        async with relay_client(client_context(), LOOPBACK, max_connections=1) as c:
+            forwarders = [
+                Forwarder(base + path, Signer(KeySet.of(KEY)), c, budget=5.0)
+                for path in ("/hooks/a", "/hooks/b")
+            ]
+            answers = await asyncio.gather(
+                *(
+                    forwarder.forward(
+                        "POST", b"{}", webhook_id="msg_1", content_type="text/plain"
+                    )
+                    for forwarder in forwarders * 2
+                )
+            )
+            return [answer.status for answer in answers]
+
+    with serve_asgi(app) as base:
+        statuses = asyncio.run(scenario(base))
+
+    assert statuses == [200] * 4
+    assert most[0] == 1

@@ -116,8 +116,9 @@ class _Head:
 class UpstreamClient:
     """Send requests to one URL, keeping up to `max_idle` connections open.
 
-    `max_connections`, when set, bounds the requests in flight, and so the
-    connections open at once; further requests wait for a free one.
+    `slots`, when set, bounds the requests in flight, and so the connections
+    in use at once; further requests wait for a free slot. Clients that share
+    one semaphore share the bound.
     """
 
     def __init__(
@@ -126,7 +127,7 @@ class UpstreamClient:
         *,
         ssl_context: ssl.SSLContext | None = None,
         max_idle: int = 8,
-        max_connections: int | None = None,
+        slots: asyncio.Semaphore | None = None,
         resolver: AddressResolver | None = None,
         connect_timeout: float | None = None,
         read_timeout: float | None = None,
@@ -164,7 +165,7 @@ class UpstreamClient:
         self._heads: dict[str, bytes] = {}
         self._max_idle = max_idle
         self._idle: list[_Connection] = []
-        self._slots = asyncio.Semaphore(max_connections) if max_connections else None
+        self._slots = slots
         self._resolve = resolver
         self._connect_timeout = connect_timeout
         self._read_timeout = read_timeout

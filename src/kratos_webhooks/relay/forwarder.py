@@ -154,9 +154,9 @@ def client_context(
 class RelayClient:
     """The relay's HTTP clients: guarded targets, no redirects, no proxies.
 
-    One kept-alive client per target URL, each allowed `max_connections`
-    connections at once. Connections are made only to addresses the target
-    guard checked, verified with `context`.
+    One kept-alive client per target URL, all of them together allowed
+    `max_connections` requests, and so connections, at once. Connections are
+    made only to addresses the target guard checked, verified with `context`.
     """
 
     def __init__(
@@ -174,6 +174,7 @@ class RelayClient:
         self._connect_timeout = connect_timeout
         self._read_timeout = read_timeout
         self._max_connections = max_connections
+        self._slots = asyncio.Semaphore(max_connections)
         self._clients: dict[str, UpstreamClient] = {}
 
     def upstream(self, url: str) -> UpstreamClient:
@@ -189,7 +190,7 @@ class RelayClient:
                 url,
                 ssl_context=self.context,
                 max_idle=self._max_connections,
-                max_connections=self._max_connections,
+                slots=self._slots,
                 resolver=self.guard,
                 connect_timeout=self._connect_timeout,
                 read_timeout=self._read_timeout,
