@@ -22,6 +22,7 @@ __all__ = [
     "InvalidWebhookId",
     "MalformedCredential",
     "MalformedHeader",
+    "MalformedRequest",
     "MalformedSignatureHeader",
     "MalformedTimestamp",
     "MethodNotAllowed",
@@ -115,7 +116,13 @@ class RateLimited(WebhookError):
         self.retry_after = retry_after
 
 
-# Size and encoding.
+# Framing, size and encoding.
+
+
+class MalformedRequest(WebhookError):
+    code = "malformed_request"
+    status = 400
+    default_message = "The request is not valid HTTP/1.1."
 
 
 class PayloadTooLarge(WebhookError):

@@ -147,7 +147,9 @@ class ReceiverApp:
 
         declared = RequestHeaders.read(headers)
         route.limits.check_headers(declared)
-        raw = await read_body(receive, route.limits.max_body_bytes)
+        raw = await read_body(
+            receive, route.limits.max_body_bytes, declared.content_length
+        )
         body = route.limits.decode(raw, declared)
 
         authenticated = route.authenticator.authenticate(body, headers)

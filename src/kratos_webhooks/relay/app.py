@@ -144,7 +144,9 @@ class RelayApp:
         route.limits.check_headers(declared)
         route.credential.verify(headers)
 
-        body = await read_body(receive, route.limits.max_body_bytes)
+        body = await read_body(
+            receive, route.limits.max_body_bytes, declared.content_length
+        )
         webhook_id = webhook_id_for(route.path, headers, body)
         outcome.webhook_id = webhook_id
         content_type = (declared.content_type or b"application/json").decode("latin-1")
