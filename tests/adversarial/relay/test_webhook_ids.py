@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 
@@ -20,6 +21,8 @@ from .conftest import (
 
 pytestmark = pytest.mark.slow
 
+UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
 BAD_TRIGGERS = {
     "empty": b"",
     "blank": b"   ",
@@ -34,6 +37,13 @@ BAD_TRIGGERS = {
     "utf8": "abc\u2603".encode(),
     "control": b"abc\x01def",
     "delete": b"abc\x7fdef",
+    # Only Kratos' UUID form is a trigger id: a token could take the id of a
+    # call sent without one, `msg_` and 40 hex digits.
+    "token": b"abc-def_123",
+    "hex40": b"0123456789abcdef0123456789abcdef01234567",
+    "uuid_no_hyphens": b"9f425a8d7efc47688f237647a74fdf13",
+    "braced_uuid": b"{9f425a8d-7efc-4768-8f23-7647a74fdf13}",
+    "uuid_with_suffix": b"9f425a8d-7efc-4768-8f23-7647a74fdf13-x",
 }
 
 
@@ -124,3 +134,36 @@ def test_retry_without_trigger_processed_once(chain: Chain, path: str) -> None:
     matching = [r for r in chain.upstream_for(path) if r.body == body]
     assert len(matching) == 1
     assert matching[0].headers["webhook-id"].startswith("msg_")
+
+
+def test_trigger_cannot_take_a_body_hash_id(chain: Chain) -> None:
+    # Without a trigger id the id is `msg_` and 40 hex digits of the body hash.
+    headers = kratos()
+    del headers["ory-webhook-trigger-id"]
+    plain = chain.body()
+    answer = httpx.post(chain.url(HEADER_ASYNC), content=plain, headers=headers)
+    assert answer.status_code == 202
+    webhook_id = answer.json()["webhook_id"]
+    assert re.fullmatch(r"msg_[0-9a-f]{40}", webhook_id)
+    assert not UUID.fullmatch(webhook_id.removeprefix("msg_"))
+
+    other = chain.body()
+    answer = httpx.post(
+        chain.url(HEADER_ASYNC),
+        content=other,
+        headers=kratos(webhook_id.removeprefix("msg_")),
+    )
+    assert_error(answer.status_code, answer.content, 401, "malformed_header")
+
+
+def test_trigger_case_normalised(chain: Chain) -> None:
+    trigger = str(uuid.uuid4())
+    body = chain.body()
+    answers = [
+        httpx.post(chain.url(HEADER_ASYNC), content=body, headers=kratos(value))
+        for value in (trigger.upper(), trigger)
+    ]
+
+    assert [a.status_code for a in answers] == [202, 202]
+    assert {a.json()["webhook_id"] for a in answers} == {"msg_" + trigger}
+    assert _wait_count(chain, HEADER_ASYNC, "msg_" + trigger, 1) == 1
