@@ -15,6 +15,7 @@ __all__ = [
     "CredentialError",
     "CredentialMismatch",
     "ForbiddenSource",
+    "IdempotencyConflict",
     "InvalidJson",
     "InvalidPayload",
     "InvalidTimestamp",
@@ -249,6 +250,21 @@ class InvalidPayload(WebhookError):
     code = "invalid_payload"
     status = 422
     default_message = "The body does not match the expected Kratos payload."
+
+
+# Idempotency.
+
+
+class IdempotencyConflict(WebhookError):
+    """A key already names an event with another body.
+
+    Kratos repeats a call byte for byte, so another body under a used key is a
+    fault or a forgery, and it must not be acknowledged as delivered.
+    """
+
+    code = "idempotency_conflict"
+    status = 409
+    default_message = "This idempotency key was already used with another body."
 
 
 # The application behind the receiver.

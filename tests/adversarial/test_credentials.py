@@ -21,6 +21,7 @@ from .conftest import (
     COOKIE_NAME,
     MAC_SECRET,
     Ledger,
+    assert_conflict_logged,
     assert_error,
     basic_value,
     event_body,
@@ -595,6 +596,49 @@ def test_kratos_retry_same_trigger_processed_once(
     assert [a.status_code for a in answers] == [204, 204, 204]
     forwarded = [r for r in upstream.requests_to("/up/mac/sync") if r.body == envelope]
     assert len(forwarded) == 1
+
+
+def _credential(path: str) -> dict[str, str]:
+    if path.startswith("/basic"):
+        return {"authorization": basic_value()}
+
+    return {API_KEY_HEADER: API_KEY}
+
+
+@pytest.mark.parametrize(
+    "path", ["/apikey/sync", "/apikey/async", "/basic/sync", "/basic/async"]
+)
+def test_same_trigger_other_body_conflicts(
+    client: httpx.Client,
+    receiver: ServeProcess,
+    upstream: Upstream,
+    ledger: Ledger,
+    path: str,
+) -> None:
+    # Kratos' retries are byte for byte, so another body under a used trigger
+    # id is a fault or a forgery: refused, never acknowledged as delivered.
+    trigger = str(uuid.uuid4())
+    headers = {**_with_trigger(trigger), **_credential(path)}
+    first, second = event_body(ledger), event_body(ledger)
+    ledger.refused(second)
+    accepted = _post(client, receiver, path, first, headers)
+
+    assert accepted.status_code in (202, 204), accepted.text
+
+    if path.endswith("async"):
+        ledger.accept(path, trigger, first)
+        assert len(wait_delivered(upstream, path, trigger)) == 1
+
+    response = _post(client, receiver, path, second, headers)
+
+    assert_error(response, 409, "idempotency_conflict")
+    assert_conflict_logged(receiver, path, trigger)
+    # A retry of the first call still gets the first response.
+    again = _post(client, receiver, path, first, headers)
+    assert (again.status_code, again.content) == (
+        accepted.status_code,
+        accepted.content,
+    )
 
 
 @pytest.mark.parametrize(

@@ -17,8 +17,10 @@ The key is the most specific id that authentication vouches for:
 - Without either id, the body hash, `sha256_` and 64 hex digits.
 
 Kratos' trigger id is a UUID, and only a UUID is taken as one, so it can never
-equal a body-hash key. The store keeps the first answer per key; this module
-makes a concurrent duplicate wait until the first call of its key is finished.
+equal a body-hash key. The store keeps the first answer per key with a digest
+of its body, and answers a repeat of the key with another body 409
+`idempotency_conflict`; this module makes a concurrent duplicate wait until
+the first call of its key is finished.
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ from typing import Any, Final
 import structlog
 
 from ..credentials import ApiKeyCheck, BasicAuthCheck
-from ..errors import VerificationError, WebhookError
+from ..errors import IdempotencyConflict, VerificationError, WebhookError
 from ..receiver.answers import Answer, accepted_answer, error_answer
 from ..receiver.delivery import DeliveryWorker
 from ..receiver.limits import BodyLimits, ClientDisconnected, RequestHeaders, read_body
@@ -175,6 +175,12 @@ class RelayApp:
             passed=passed_headers(headers),
         )
         extra: tuple[Header, ...] = ()
+        # The receiver returns 409 only for a webhook-id it stored with
+        # another body, so a trigger id was reused: a warning for the operator.
+        reason = "forwarded"
+
+        if response.status == IdempotencyConflict.status:
+            reason = IdempotencyConflict.code
 
         if response.retry_after is not None:
             extra = ((b"retry-after", response.retry_after.encode("ascii")),)
@@ -183,7 +189,7 @@ class RelayApp:
             response.status,
             response.body,
             response.content_type,
-            reason="forwarded",
+            reason=reason,
             headers=extra,
         )
 
@@ -220,6 +226,7 @@ _WARNED_REASONS: Final = frozenset(
         "missing_header",
         "malformed_header",
         "invalid_upstream_answer",
+        IdempotencyConflict.code,
     }
 )
 
