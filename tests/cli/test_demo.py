@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
-import selectors
+import queue
 import shlex
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -63,23 +64,41 @@ def test_same_port_twice_exits_3(tmp_path: Path) -> None:
 def read_until(
     process: subprocess.Popen[str], marker: str, deadline: float
 ) -> list[str]:
-    """Read output lines until one contains `marker`; fail at the deadline."""
+    """Read output lines until one contains `marker`; fail at the deadline.
+
+    A thread reads, because a selector on the buffered pipe would wait for new
+    bytes while complete lines already sit in the file object's buffer.
+    """
     assert process.stdout is not None
-    lines: list[str] = []
+    stdout = process.stdout
+    lines: queue.Queue[str | None] = queue.Queue()
 
-    with selectors.DefaultSelector() as selector:
-        selector.register(process.stdout, selectors.EVENT_READ)
+    def pump() -> None:
+        # The test closes the pipe when it is done, which ends this loop.
+        try:
+            for line in stdout:
+                lines.put(line.rstrip("\n"))
+        except (OSError, ValueError):
+            pass
 
-        while not any(marker in line for line in lines):
-            remaining = deadline - time.monotonic()
-            assert remaining > 0, f"no {marker!r} line in time: {lines}"
+        lines.put(None)
 
-            if selector.select(remaining):
-                line = process.stdout.readline()
-                assert line, f"demo exited early: {lines}"
-                lines.append(line.rstrip("\n"))
+    threading.Thread(target=pump, daemon=True).start()
+    seen: list[str] = []
 
-    return lines
+    while not any(marker in line for line in seen):
+        remaining = deadline - time.monotonic()
+        assert remaining > 0, f"no {marker!r} line in time: {seen}"
+
+        try:
+            line = lines.get(timeout=remaining)
+        except queue.Empty:
+            continue
+
+        assert line is not None, f"demo exited early: {seen}"
+        seen.append(line)
+
+    return seen
 
 
 @pytest.mark.slow
