@@ -15,6 +15,7 @@ __all__ = [
     "CredentialError",
     "CredentialMismatch",
     "ForbiddenSource",
+    "IdempotencyConflict",
     "InvalidJson",
     "InvalidPayload",
     "InvalidTimestamp",
@@ -22,6 +23,7 @@ __all__ = [
     "InvalidWebhookId",
     "MalformedCredential",
     "MalformedHeader",
+    "MalformedRequest",
     "MalformedSignatureHeader",
     "MalformedTimestamp",
     "MethodNotAllowed",
@@ -115,7 +117,13 @@ class RateLimited(WebhookError):
         self.retry_after = retry_after
 
 
-# Size and encoding.
+# Framing, size and encoding.
+
+
+class MalformedRequest(WebhookError):
+    code = "malformed_request"
+    status = 400
+    default_message = "The request is not valid HTTP/1.1."
 
 
 class PayloadTooLarge(WebhookError):
@@ -242,6 +250,21 @@ class InvalidPayload(WebhookError):
     code = "invalid_payload"
     status = 422
     default_message = "The body does not match the expected Kratos payload."
+
+
+# Idempotency.
+
+
+class IdempotencyConflict(WebhookError):
+    """A key already names an event with another body.
+
+    Kratos repeats a call byte for byte, so another body under a used key is a
+    fault or a forgery, and it must not be acknowledged as delivered.
+    """
+
+    code = "idempotency_conflict"
+    status = 409
+    default_message = "This idempotency key was already used with another body."
 
 
 # The application behind the receiver.

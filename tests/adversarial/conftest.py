@@ -332,6 +332,24 @@ def assert_error(
     assert set(document["error"]) == {"code", "message"}
 
 
+def assert_conflict_logged(receiver: ServeProcess, path: str, key: str) -> None:
+    """The conflict is a warning that names the route and key, never the body."""
+    deadline = time.monotonic() + 5
+    found: list[dict[str, object]] = []
+
+    while not found and time.monotonic() < deadline:
+        found = [
+            line
+            for line in list(receiver.log_lines)
+            if line.get("event") == "idempotency_conflict" and line.get("key") == key
+        ]
+        time.sleep(0.05)
+
+    assert found, "no idempotency_conflict line"
+    assert found[-1]["level"] == "warning"
+    assert found[-1]["route"] == path
+
+
 def raw(
     receiver: ServeProcess, certificates: Certificates, **options: Any
 ) -> RawConnection:

@@ -21,6 +21,7 @@ from .conftest import (
     COOKIE_NAME,
     MAC_SECRET,
     Ledger,
+    assert_conflict_logged,
     assert_error,
     basic_value,
     event_body,
@@ -595,3 +596,114 @@ def test_kratos_retry_same_trigger_processed_once(
     assert [a.status_code for a in answers] == [204, 204, 204]
     forwarded = [r for r in upstream.requests_to("/up/mac/sync") if r.body == envelope]
     assert len(forwarded) == 1
+
+
+def _credential(path: str) -> dict[str, str]:
+    if path.startswith("/basic"):
+        return {"authorization": basic_value()}
+
+    return {API_KEY_HEADER: API_KEY}
+
+
+@pytest.mark.parametrize(
+    "path", ["/apikey/sync", "/apikey/async", "/basic/sync", "/basic/async"]
+)
+def test_same_trigger_other_body_conflicts(
+    client: httpx.Client,
+    receiver: ServeProcess,
+    upstream: Upstream,
+    ledger: Ledger,
+    path: str,
+) -> None:
+    # Kratos' retries are byte for byte, so another body under a used trigger
+    # id is a fault or a forgery: refused, never acknowledged as delivered.
+    trigger = str(uuid.uuid4())
+    headers = {**_with_trigger(trigger), **_credential(path)}
+    first, second = event_body(ledger), event_body(ledger)
+    ledger.refused(second)
+    accepted = _post(client, receiver, path, first, headers)
+
+    assert accepted.status_code in (202, 204), accepted.text
+
+    if path.endswith("async"):
+        ledger.accept(path, trigger, first)
+        assert len(wait_delivered(upstream, path, trigger)) == 1
+
+    response = _post(client, receiver, path, second, headers)
+
+    assert_error(response, 409, "idempotency_conflict")
+    assert_conflict_logged(receiver, path, trigger)
+    # A retry of the first call still gets the first response.
+    again = _post(client, receiver, path, first, headers)
+    assert (again.status_code, again.content) == (
+        accepted.status_code,
+        accepted.content,
+    )
+
+
+@pytest.mark.parametrize(
+    "trigger",
+    ["not-a-uuid", "0" * 32, "{9f425a8d-7efc-4768-8f23-7647a74fdf13}"],
+    ids=["token", "hex", "braced"],
+)
+def test_trigger_not_a_uuid_is_ignored(
+    client: httpx.Client,
+    receiver: ServeProcess,
+    upstream: Upstream,
+    ledger: Ledger,
+    trigger: str,
+) -> None:
+    # Only Kratos' UUID form keys a call; anything else keys it on its body.
+    bodies = [event_body(ledger), event_body(ledger)]
+    headers = {**_with_trigger(trigger), API_KEY_HEADER: API_KEY}
+    answers = [_post(client, receiver, "/apikey/sync", b, headers) for b in bodies]
+
+    assert [a.status_code for a in answers] == [204, 204]
+    forwarded = [r for r in upstream.requests_to("/up/apikey/sync") if r.body in bodies]
+    assert len(forwarded) == 2
+    assert {r.headers["webhook-id"] for r in forwarded} != {trigger}
+
+
+def test_trigger_cannot_take_a_body_hash_key(
+    client: httpx.Client, receiver: ServeProcess, upstream: Upstream, ledger: Ledger
+) -> None:
+    # A call sent without a trigger id is keyed `sha256_<hex>`. A trigger id of
+    # that value must not take the same key and get another body dropped.
+    plain = event_body(ledger)
+    answer = _post(
+        client, receiver, "/apikey/sync", plain, {**JSON, API_KEY_HEADER: API_KEY}
+    )
+    assert answer.status_code == 204
+    (first,) = [r for r in upstream.requests_to("/up/apikey/sync") if r.body == plain]
+    key = first.headers["webhook-id"]
+    assert key.startswith("sha256_")
+
+    other = event_body(ledger)
+    headers = {**_with_trigger(key), API_KEY_HEADER: API_KEY}
+    answer = _post(client, receiver, "/apikey/sync", other, headers)
+
+    assert answer.status_code == 204
+    forwarded = [r for r in upstream.requests_to("/up/apikey/sync") if r.body == other]
+    assert len(forwarded) == 1
+    assert forwarded[0].headers["webhook-id"] != key
+
+
+def test_trigger_case_is_normalised(
+    client: httpx.Client, receiver: ServeProcess, upstream: Upstream, ledger: Ledger
+) -> None:
+    trigger = str(uuid.uuid4())
+    body = event_body(ledger)
+    answers = [
+        _post(
+            client,
+            receiver,
+            "/apikey/sync",
+            body,
+            {**_with_trigger(value), API_KEY_HEADER: API_KEY},
+        )
+        for value in (trigger.upper(), trigger)
+    ]
+
+    assert [a.status_code for a in answers] == [204, 204]
+    forwarded = [r for r in upstream.requests_to("/up/apikey/sync") if r.body == body]
+    assert [r.headers["webhook-id"] for r in forwarded] == [trigger]

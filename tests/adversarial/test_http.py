@@ -530,29 +530,37 @@ def test_plain_http_on_tls_port_closed(receiver: ServeProcess, ledger: Ledger) -
     assert time.monotonic() - started < HEADER_TIMEOUT + SLACK
 
 
-@pytest.mark.parametrize(
-    ("method", "status", "code"),
-    [("GET", 405, "method_not_allowed"), ("POST", 401, "credential_mismatch")],
-)
-def test_websocket_upgrade_answered_by_pipeline(
-    receiver: ServeProcess,
-    certificates: Certificates,
-    ledger: Ledger,
-    method: str,
-    status: int,
-    code: str,
-) -> None:
-    body = event_body(ledger)
-    ledger.refused(body)
-    headers = [
+UPGRADES = {
+    "websocket": [
         ("Connection", "Upgrade"),
         ("Upgrade", "websocket"),
         ("Sec-WebSocket-Version", "13"),
         ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
-        ("Content-Type", "application/json"),
-        (API_KEY_HEADER, "wrong"),
-    ]
-    data = request_bytes(method, "/apikey/sync", headers, body)
+    ],
+    "h2c": [
+        ("Connection", "Upgrade, HTTP2-Settings"),
+        ("Upgrade", "h2c"),
+        ("HTTP2-Settings", "AAMAAABkAARAAAAAAAIAAAAA"),
+    ],
+}
+
+
+@pytest.mark.parametrize("target", ["/apikey/sync", "/apikey/async"])
+@pytest.mark.parametrize("case", sorted(UPGRADES))
+def test_upgrade_refused_before_the_body(
+    receiver: ServeProcess,
+    certificates: Certificates,
+    ledger: Ledger,
+    case: str,
+    target: str,
+) -> None:
+    # uvicorn stops parsing at an upgrade request's headers and hands on an
+    # empty body, which a valid credential would get accepted and stored.
+    body = event_body(ledger)
+    ledger.refused(body)
+    data = _api_request(ledger, target=target, extra=UPGRADES[case], body=body)
+    before = _rejections_counted(receiver, "400", "malformed_request")
     response = _exchange(receiver, certificates, data)
 
-    assert_error(response, status, code)
+    assert_error(response, 400, "malformed_request")
+    assert _rejections_counted(receiver, "400", "malformed_request") == before + 1

@@ -19,6 +19,7 @@ from .conftest import (
     SW_PREVIOUS_KEY,
     TOLERANCE,
     Ledger,
+    assert_conflict_logged,
     assert_error,
     event_body,
     raw,
@@ -400,3 +401,41 @@ def test_same_body_new_id_needs_new_signature(
 
     assert_error(response, 401, "signature_mismatch")
     assert len(upstream.requests_to("/up/sw/sync")) == before
+
+
+@pytest.mark.parametrize("path", ["/sw/sync", "/sw/async"])
+def test_same_id_other_body_conflicts(
+    client: httpx.Client,
+    receiver: ServeProcess,
+    upstream: Upstream,
+    ledger: Ledger,
+    path: str,
+) -> None:
+    # Both bodies are signed: a holder of the key who reuses an id within the
+    # window gets a conflict, not the first call's response.
+    first, second = event_body(ledger), event_body(ledger)
+    ledger.refused(second)
+    headers = sw_headers(ledger, first)
+    msg_id = headers["webhook-id"]
+    accepted = post(client, receiver, path, first, headers)
+
+    assert accepted.status_code in (202, 204), accepted.text
+
+    if path.endswith("async"):
+        ledger.accept(path, msg_id, first)
+        assert len(wait_delivered(upstream, path, msg_id)) == 1
+
+    response = post(
+        client, receiver, path, second, sw_headers(ledger, second, msg_id=msg_id)
+    )
+
+    assert_error(response, 409, "idempotency_conflict")
+    assert_conflict_logged(receiver, path, msg_id)
+    # A retry of the first call still gets the first response.
+    again = post(
+        client, receiver, path, first, sw_headers(ledger, first, msg_id=msg_id)
+    )
+    assert (again.status_code, again.content) == (
+        accepted.status_code,
+        accepted.content,
+    )

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from kratos_webhooks.errors import ConfigError
+from kratos_webhooks.errors import ConfigError, IdempotencyConflict
 from kratos_webhooks.observability.metrics import Metrics
 from kratos_webhooks.receiver.sqlite_store import SqliteStateStore
 from kratos_webhooks.receiver.state import (
@@ -17,11 +17,13 @@ from kratos_webhooks.receiver.state import (
     StorageError,
     StorageNotFound,
     StoredAnswer,
+    body_digest,
 )
 
 from .helpers import ACCEPTED, ROUTE, FakeClock, count_rows, running_store
 
 BODY = b'{"identity": {"id": "9f425a8d-7efc-4768-8f23-7647a74fdf13"}}'
+DIGEST = body_digest(BODY)
 
 
 async def accept(store: StateStore, key: str, *, route: str = ROUTE) -> bool:
@@ -33,6 +35,12 @@ async def accept(store: StateStore, key: str, *, route: str = ROUTE) -> bool:
         answer=ACCEPTED,
     )
     return created
+
+
+async def find(
+    store: StateStore, key: str, *, route: str = ROUTE
+) -> StoredAnswer | None:
+    return await store.find_answer(route=route, key=key, body_digest=DIGEST)
 
 
 def test_database_uses_wal_and_full_sync(tmp_path: Path) -> None:
@@ -107,20 +115,20 @@ def test_concurrent_accepts_share_commits(tmp_path: Path) -> None:
 def test_repeat_gets_first_answer(tmp_path: Path) -> None:
     async def scenario() -> None:
         async with running_store(tmp_path) as store:
-            assert await store.find_answer(route=ROUTE, key="msg_1") is None
+            assert await find(store, "msg_1") is None
             assert await accept(store, "msg_1")
 
             other = StoredAnswer(202, b'{"other": true}')
             answer, created = await store.accept_event(
                 route=ROUTE,
                 key="msg_1",
-                body=b"{}",
+                body=BODY,
                 content_type="application/json",
                 answer=other,
             )
             assert not created
             assert answer == ACCEPTED
-            assert await store.find_answer(route=ROUTE, key="msg_1") == ACCEPTED
+            assert await find(store, "msg_1") == ACCEPTED
             assert store.depth()["pending"] == 1
 
     asyncio.run(scenario())
@@ -132,7 +140,7 @@ def test_keys_are_scoped_by_route(tmp_path: Path) -> None:
             assert await accept(store, "msg_1", route="/hooks/a")
             assert await accept(store, "msg_1", route="/hooks/b")
             assert not await accept(store, "msg_1", route="/hooks/a")
-            assert await store.find_answer(route="/hooks/c", key="msg_1") is None
+            assert await find(store, "msg_1", route="/hooks/c") is None
             assert store.depth()["pending"] == 2
 
     asyncio.run(scenario())
@@ -163,10 +171,10 @@ def test_records_expire_after_window(tmp_path: Path) -> None:
             assert await accept(store, "msg_1")
             clock.advance(59)
             assert not await accept(store, "msg_1")
-            assert await store.find_answer(route=ROUTE, key="msg_1") == ACCEPTED
+            assert await find(store, "msg_1") == ACCEPTED
 
             clock.advance(2)
-            assert await store.find_answer(route=ROUTE, key="msg_1") is None
+            assert await find(store, "msg_1") is None
             assert await accept(store, "msg_1")
             assert store.depth()["pending"] == 2
 
@@ -208,13 +216,18 @@ def test_remember_answer_keeps_the_first(tmp_path: Path) -> None:
     async def scenario() -> None:
         async with running_store(tmp_path) as store:
             assert (
-                await store.remember_answer(route=ROUTE, key="k", answer=first) == first
-            )
-            assert (
-                await store.remember_answer(route=ROUTE, key="k", answer=second)
+                await store.remember_answer(
+                    route=ROUTE, key="k", answer=first, body_digest=DIGEST
+                )
                 == first
             )
-            assert await store.find_answer(route=ROUTE, key="k") == first
+            assert (
+                await store.remember_answer(
+                    route=ROUTE, key="k", answer=second, body_digest=DIGEST
+                )
+                == first
+            )
+            assert await find(store, "k") == first
             assert store.depth() == {"pending": 0, "delivered": 0, "dead": 0}
 
     asyncio.run(scenario())
@@ -443,5 +456,86 @@ def test_delivery_clears_last_error(tmp_path: Path) -> None:
             assert delivered.state == "delivered"
             assert delivered.attempts == 2
             assert delivered.last_error is None
+
+    asyncio.run(scenario())
+
+
+def test_repeat_key_with_another_body_conflicts(tmp_path: Path) -> None:
+    other_body = BODY.replace(b"9f425a8d", b"00000000")
+
+    async def scenario() -> None:
+        async with running_store(tmp_path) as store:
+            assert await accept(store, "msg_1")
+
+            with pytest.raises(IdempotencyConflict):
+                await store.accept_event(
+                    route=ROUTE,
+                    key="msg_1",
+                    body=other_body,
+                    content_type="application/json",
+                    answer=ACCEPTED,
+                )
+
+            with pytest.raises(IdempotencyConflict):
+                await store.find_answer(
+                    route=ROUTE, key="msg_1", body_digest=body_digest(other_body)
+                )
+
+            # The first event stays, alone and unchanged.
+            (event,) = store.list_events()
+            assert event.body == BODY
+
+    asyncio.run(scenario())
+
+
+def test_remember_answer_conflicts_on_another_body(tmp_path: Path) -> None:
+    answer = StoredAnswer(200, b"{}")
+
+    async def scenario() -> None:
+        async with running_store(tmp_path) as store:
+            await store.remember_answer(
+                route=ROUTE, key="k", answer=answer, body_digest=DIGEST
+            )
+
+            with pytest.raises(IdempotencyConflict):
+                await store.remember_answer(
+                    route=ROUTE, key="k", answer=answer, body_digest=body_digest(b"{}")
+                )
+
+    asyncio.run(scenario())
+
+
+def test_conflict_ends_with_the_window(tmp_path: Path) -> None:
+    clock = FakeClock()
+
+    async def scenario() -> None:
+        async with running_store(tmp_path, clock=clock, idempotency_window=60) as store:
+            assert await accept(store, "msg_1")
+            clock.advance(61)
+            _, created = await store.accept_event(
+                route=ROUTE,
+                key="msg_1",
+                body=b"{}",
+                content_type="application/json",
+                answer=ACCEPTED,
+            )
+            assert created
+
+    asyncio.run(scenario())
+
+
+def test_database_of_an_older_schema_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+
+    with closing(sqlite3.connect(path)) as connection:
+        connection.execute("PRAGMA user_version = 1")
+
+    async def scenario() -> None:
+        store = StateStore.open(f"sqlite://{path}")
+
+        with pytest.raises(StorageError, match="schema version 1"):
+            await store.start()
+
+        await store.close()
 
     asyncio.run(scenario())

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import ipaddress
+import json
 import sqlite3
 from collections.abc import Awaitable, Callable
 from contextlib import closing
@@ -329,3 +330,41 @@ def test_outbox_delivery_uses_target_guard(tmp_path: Path) -> None:
     assert state == "pending"
     assert attempts >= 1
     assert "rejected: metadata address" in error
+
+
+def test_body_shorter_than_declared_not_stored(tmp_path: Path) -> None:
+    # What uvicorn hands on after an `Upgrade` header: the headers, no body.
+    config = parse_relay_config(document(tmp_path), environ={})
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    async def main() -> None:
+        app, client, store, _worker = build_relay(config)
+        assert store is not None
+        await store.start()
+        pairs = {**headers(), "content-length": str(len(BODY))}
+        scope = {
+            "type": "http",
+            "method": "POST",
+            "path": "/kratos/a",
+            "raw_path": b"/kratos/a",
+            "query_string": b"",
+            "headers": [(k.encode(), v.encode()) for k, v in pairs.items()],
+        }
+
+        try:
+            await app(scope, receive, send)
+        finally:
+            await store.close()
+            await client.aclose()
+
+    asyncio.run(main())
+
+    assert sent[0]["status"] == 400
+    assert json.loads(sent[1]["body"])["error"]["code"] == "malformed_request"
+    assert count_events(tmp_path) == 0

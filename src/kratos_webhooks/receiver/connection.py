@@ -22,6 +22,9 @@ JSON error shape, an access line and a metric instead:
 - malformed HTTP/1.1 (both Content-Length and Transfer-Encoding, two
   Content-Lengths, a bad chunk size, obs-fold, a control character in a
   header, an unknown method, the HTTP/2 preface): 400 `malformed_request`;
+- any `Upgrade` header, such as `h2c`: 400 `malformed_request`, because
+  uvicorn's parser stops at the end of an upgrade request's headers and
+  passes it on with an empty body;
 - a transfer coding other than one `chunked`: 415 `unsupported_encoding`,
   because the body would reach the pipeline still encoded.
 
@@ -105,6 +108,15 @@ def _check_transfer_coding(headers: list[tuple[bytes, bytes]]) -> None:
             415,
             "unsupported_encoding",
             "Only the chunked transfer coding is accepted.",
+        )
+
+
+def _check_upgrade(headers: list[tuple[bytes, bytes]]) -> None:
+    if any(name == b"upgrade" for name, _ in headers):
+        raise Rejection(
+            400,
+            "malformed_request",
+            "Protocol upgrades, such as h2c, are not accepted.",
         )
 
 
@@ -206,6 +218,7 @@ def bounded_protocol(
             if size > limits.max_header_bytes:
                 raise _headers_too_large()
 
+            _check_upgrade(self.headers)
             _check_transfer_coding(self.headers)
             self._arm(limits.body_timeout)
             super().on_headers_complete()

@@ -14,10 +14,13 @@ The key is the most specific id that authentication vouches for:
   body and no header: a captured body replayed with a fresh trigger id must
   not be processed again. The generated template sends the whole `ctx`, with
   its flow id and request headers, so two distinct calls do not share a body.
-- Without either id, the body hash.
+- Without either id, the body hash, `sha256_` and 64 hex digits.
 
-The store keeps the first answer per key; this module makes a concurrent
-duplicate wait until the first call of its key is finished.
+Kratos' trigger id is a UUID, and only a UUID is taken as one, so it can never
+equal a body-hash key. The store keeps the first answer per key with a digest
+of its body, and answers a repeat of the key with another body 409
+`idempotency_conflict`; this module makes a concurrent duplicate wait until
+the first call of its key is finished.
 """
 
 from __future__ import annotations
@@ -34,23 +37,24 @@ __all__ = ["KeyLocks", "delivery_id", "idempotency_key"]
 Header = tuple[bytes, bytes]
 
 _TRIGGER_HEADER: Final = b"ory-webhook-trigger-id"
-# The characters and length a Standard Webhooks message id may have.
-_VALID_KEY: Final = re.compile(rb"[\x21-\x2d\x2f-\x7e]{1,256}")
+# Kratos sends a UUIDv4 as the trigger id; any case is accepted.
+_TRIGGER_ID: Final = re.compile(
+    rb"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+)
 
 
 def delivery_id(webhook_id: str | None, headers: list[Header]) -> str | None:
     """Return the verified `webhook-id`, else Kratos' trigger id, else None.
 
-    The trigger id is not authenticated: it identifies the call for handlers
-    and logs, never for deduplication. A trigger id that is not a valid
-    message id is ignored.
+    The trigger id counts only in the UUID form Kratos sends, in lower case.
+    Any other value is ignored, and the call is keyed on its body.
     """
     if webhook_id is not None:
         return webhook_id
 
     for name, value in headers:
-        if name == _TRIGGER_HEADER and _VALID_KEY.fullmatch(value):
-            return value.decode("ascii")
+        if name == _TRIGGER_HEADER and _TRIGGER_ID.fullmatch(value):
+            return value.decode("ascii").lower()
 
     return None
 

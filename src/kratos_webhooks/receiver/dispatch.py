@@ -47,6 +47,8 @@ class HookRequest:
     `delivery_id` is the verified `webhook-id` or Kratos' trigger id, None
     when the key is a body hash. `client_certificate` is the ASGI TLS
     extension of a connection that presented a client certificate.
+    `body_digest` is that of the body as received, before any redaction,
+    which the idempotency record keeps.
     """
 
     route: str
@@ -55,6 +57,7 @@ class HookRequest:
     payload: Payload
     delivery_id: str | None = None
     client_certificate: Mapping[str, Any] | None = None
+    body_digest: bytes | None = None
 
 
 class Target:
@@ -220,6 +223,7 @@ class InboxTarget(Target):
             body=request.body,
             content_type=content_type,
             answer=StoredAnswer(accepted.status, accepted.body, accepted.content_type),
+            body_digest=request.body_digest,
         )
 
         if not created:

@@ -13,7 +13,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
-from ..errors import PayloadTooLarge, UnsupportedEncoding, UnsupportedMediaType
+from ..errors import (
+    MalformedRequest,
+    PayloadTooLarge,
+    UnsupportedEncoding,
+    UnsupportedMediaType,
+)
 
 __all__ = ["BodyLimits", "ClientDisconnected", "RequestHeaders", "read_body"]
 
@@ -137,11 +142,18 @@ def inflate_gzip(data: bytes, limit: int) -> bytes:
     return b"".join(parts)
 
 
-async def read_body(receive: Receive, limit: int) -> bytes:
+async def read_body(
+    receive: Receive, limit: int, content_length: int | None = None
+) -> bytes:
     """Read the request body, refusing it as soon as it passes `limit` bytes.
+
+    `content_length` is the declared length, if any. A body that ends short
+    of it is refused: the server dropped part of it, as uvicorn does after an
+    `Upgrade` header. The HTTP parser never passes on a longer one.
 
     Raises:
         PayloadTooLarge: more than `limit` bytes arrived.
+        MalformedRequest: the body is shorter than `content_length`.
         ClientDisconnected: the client closed the connection first.
     """
     parts: list[bytes] = []
@@ -162,4 +174,12 @@ async def read_body(receive: Receive, limit: int) -> bytes:
         parts.append(chunk)
 
         if not message.get("more_body", False):
-            return parts[0] if len(parts) == 1 else b"".join(parts)
+            break
+
+    if content_length is not None and size != content_length:
+        raise MalformedRequest(
+            f"The body has {size} bytes, not the {content_length} its"
+            " Content-Length declares."
+        )
+
+    return parts[0] if len(parts) == 1 else b"".join(parts)

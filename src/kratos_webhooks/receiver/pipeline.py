@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import structlog
 
-from ..errors import WebhookError
+from ..errors import IdempotencyConflict, WebhookError
 from ..kratos.redaction import Redactor
 from ..observability.logging import SERVER_LOGGER, log_request
 from ..observability.metrics import HttpMetrics
@@ -28,7 +28,7 @@ from .limits import BodyLimits, ClientDisconnected, RequestHeaders, read_body
 from .payload import Payload, PayloadParser
 from .ratelimit import RateLimits
 from .routing import RouteTable, request_path
-from .state import StateStore, StoredAnswer
+from .state import StateStore, StoredAnswer, body_digest
 
 if TYPE_CHECKING:
     from ..tls.identity import ClientCertificateRules
@@ -100,6 +100,12 @@ class ReceiverApp:
 
         try:
             answer = await self._handle(scope, receive, outcome)
+        except IdempotencyConflict as error:
+            # The key only: the body may hold personal data.
+            server_log.warning(
+                "idempotency_conflict", route=outcome.route, key=outcome.webhook_id
+            )
+            answer = error_answer(error)
         except WebhookError as error:
             answer = error_answer(error)
         except ClientDisconnected:
@@ -147,7 +153,9 @@ class ReceiverApp:
 
         declared = RequestHeaders.read(headers)
         route.limits.check_headers(declared)
-        raw = await read_body(receive, route.limits.max_body_bytes)
+        raw = await read_body(
+            receive, route.limits.max_body_bytes, declared.content_length
+        )
         body = route.limits.decode(raw, declared)
 
         authenticated = route.authenticator.authenticate(body, headers)
@@ -164,6 +172,7 @@ class ReceiverApp:
             payload,
             delivery,
             _tls_extension(scope),
+            body_digest(body),
         )
         content_type = (declared.content_type or b"application/json").decode("latin-1")
 
@@ -176,7 +185,10 @@ class ReceiverApp:
     async def _dispatch_once(
         self, route: Route, request: HookRequest, content_type: str
     ) -> Answer:
-        stored = await self._store.find_answer(route=route.path, key=request.webhook_id)
+        digest = request.body_digest or body_digest(request.body)
+        stored = await self._store.find_answer(
+            route=route.path, key=request.webhook_id, body_digest=digest
+        )
 
         if stored is not None:
             return Answer(stored.status, stored.body, stored.content_type, "duplicate")
@@ -186,6 +198,7 @@ class ReceiverApp:
             route=route.path,
             key=request.webhook_id,
             answer=StoredAnswer(answer.status, answer.body, answer.content_type),
+            body_digest=digest,
         )
 
         if first.body != answer.body or first.status != answer.status:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 from urllib.parse import quote
 
-from ..errors import ConfigError
+from ..errors import ConfigError, IdempotencyConflict
 from .inbox import EVENT_STATES, EventState, InboxEvent, shorten_error
 from .state import (
     DEFAULT_IDEMPOTENCY_WINDOW,
@@ -29,6 +29,7 @@ from .state import (
     StorageNotFound,
     StoredAnswer,
 )
+from .state import body_digest as digest_of
 from .writer import BatchWriter, WriterClosed
 
 if TYPE_CHECKING:
@@ -38,7 +39,9 @@ __all__ = ["SCHEMA", "SqliteStateStore"]
 
 T = TypeVar("T")
 
-SCHEMA_VERSION: Final = 1
+# Version 2 keeps a body digest with each idempotency record. No release wrote
+# version 1, so an older database is refused rather than migrated.
+SCHEMA_VERSION: Final = 2
 # How long a connection waits for another process's write lock, such as an
 # `inbox redrive` run beside the server, before it reports a failure.
 BUSY_TIMEOUT: Final = 5.0
@@ -51,6 +54,7 @@ CREATE TABLE IF NOT EXISTS idempotency (
     status INTEGER NOT NULL,
     body BLOB NOT NULL,
     content_type TEXT NOT NULL,
+    body_digest BLOB NOT NULL,
     created_at REAL NOT NULL,
     PRIMARY KEY (route, key)
 ) WITHOUT ROWID;
@@ -165,14 +169,16 @@ class SqliteStateStore(StateStore):
 
     # Idempotency.
 
-    async def find_answer(self, *, route: str, key: str) -> StoredAnswer | None:
+    async def find_answer(
+        self, *, route: str, key: str, body_digest: bytes
+    ) -> StoredAnswer | None:
         oldest = self._clock() - self.idempotency_window
         row = self._read_one(
-            "SELECT status, body, content_type FROM idempotency"
+            "SELECT status, body, content_type, body_digest FROM idempotency"
             " WHERE route = ? AND key = ? AND created_at > ?",
             (route, key, oldest),
         )
-        return None if row is None else StoredAnswer(row[0], row[1], row[2])
+        return None if row is None else _stored(row, body_digest)
 
     async def accept_event(
         self,
@@ -182,12 +188,14 @@ class SqliteStateStore(StateStore):
         body: bytes,
         content_type: str,
         answer: StoredAnswer,
+        body_digest: bytes | None = None,
     ) -> tuple[StoredAnswer, bool]:
         body = bytes(body)
+        digest = digest_of(body) if body_digest is None else body_digest
 
         def accept(connection: sqlite3.Connection) -> tuple[StoredAnswer, bool]:
             now = self._clock()
-            stored = self._claim_key(connection, route, key, answer, now)
+            stored = self._claim_key(connection, route, key, answer, digest, now)
 
             if stored is not None:
                 return stored, False
@@ -203,10 +211,11 @@ class SqliteStateStore(StateStore):
         return await self._write(accept)
 
     async def remember_answer(
-        self, *, route: str, key: str, answer: StoredAnswer
+        self, *, route: str, key: str, answer: StoredAnswer, body_digest: bytes
     ) -> StoredAnswer:
         def remember(connection: sqlite3.Connection) -> StoredAnswer:
-            stored = self._claim_key(connection, route, key, answer, self._clock())
+            now = self._clock()
+            stored = self._claim_key(connection, route, key, answer, body_digest, now)
             return answer if stored is None else stored
 
         return await self._write(remember)
@@ -220,21 +229,25 @@ class SqliteStateStore(StateStore):
         route: str,
         key: str,
         answer: StoredAnswer,
+        digest: bytes,
         now: float,
     ) -> StoredAnswer | None:
         """Store `answer` under the key unless a record within the window exists.
 
         Returns None when the key was claimed, else the answer stored before.
+
+        Raises:
+            IdempotencyConflict: the record before was stored for another body.
         """
         # One statement in the common case: the insert, or the overwrite of a
         # record that is past the window but not yet expired.
         claimed = connection.execute(
             "INSERT INTO idempotency"
-            " (route, key, status, body, content_type, created_at)"
-            " VALUES (?, ?, ?, ?, ?, ?)"
+            " (route, key, status, body, content_type, body_digest, created_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)"
             " ON CONFLICT (route, key) DO UPDATE SET status = excluded.status,"
             " body = excluded.body, content_type = excluded.content_type,"
-            " created_at = excluded.created_at"
+            " body_digest = excluded.body_digest, created_at = excluded.created_at"
             " WHERE idempotency.created_at <= ?",
             (
                 route,
@@ -242,6 +255,7 @@ class SqliteStateStore(StateStore):
                 answer.status,
                 bytes(answer.body),
                 answer.content_type,
+                digest,
                 now,
                 now - self.idempotency_window,
             ),
@@ -251,11 +265,11 @@ class SqliteStateStore(StateStore):
             return None
 
         row = connection.execute(
-            "SELECT status, body, content_type FROM idempotency"
+            "SELECT status, body, content_type, body_digest FROM idempotency"
             " WHERE route = ? AND key = ?",
             (route, key),
         ).fetchone()
-        return StoredAnswer(row[0], row[1], row[2])
+        return _stored(row, digest)
 
     def _expire(self, connection: sqlite3.Connection, now: float) -> int:
         oldest = now - self.idempotency_window
@@ -510,9 +524,27 @@ def _migrate(connection: sqlite3.Connection) -> None:
             f" {SCHEMA_VERSION}: upgrade kratos-webhooks"
         )
 
+    if 0 < version < SCHEMA_VERSION:
+        raise sqlite3.DatabaseError(
+            f"the state database has schema version {version}, written by a"
+            " pre-release: move it away to start with a new one"
+        )
+
     connection.executescript(
         f"BEGIN IMMEDIATE; {SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
     )
+
+
+def _stored(row: Any, digest: bytes) -> StoredAnswer:
+    """Return the stored response of an idempotency row with digest `digest`.
+
+    Raises:
+        IdempotencyConflict: the row was stored for another body.
+    """
+    if bytes(row[3]) != digest:
+        raise IdempotencyConflict()
+
+    return StoredAnswer(row[0], row[1], row[2])
 
 
 def _route_filter(routes: Collection[str] | None) -> tuple[str, list[str]]:

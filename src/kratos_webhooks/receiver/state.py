@@ -7,6 +7,7 @@ SQLite (`sqlite:///abs/path.db`) is the only one so far.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Collection
@@ -25,6 +26,7 @@ __all__ = [
     "StorageError",
     "StorageNotFound",
     "StoredAnswer",
+    "body_digest",
 ]
 
 # Kratos retries a failed web hook within seconds to minutes, and the relay keeps
@@ -46,6 +48,11 @@ class StorageNotFound(StorageError):
     """The state database does not exist, and the caller may not create it."""
 
 
+def body_digest(body: bytes) -> bytes:
+    """Return the digest kept with an idempotency record: SHA-256 of the body."""
+    return hashlib.sha256(body).digest()
+
+
 @dataclass(frozen=True, slots=True)
 class StoredAnswer:
     """The answer sent to the first request with an idempotency key."""
@@ -60,7 +67,9 @@ class StateStore(ABC):
 
     Idempotency keys are scoped by route: the same key on two routes names two
     events. Records older than `idempotency_window` seconds are ignored and
-    then dropped by `expire`.
+    then dropped by `expire`. Each record keeps the digest of its request's
+    body. Kratos repeats a call byte for byte, so a request whose key has a
+    record with another digest raises `IdempotencyConflict`.
     """
 
     idempotency_window: float
@@ -115,8 +124,14 @@ class StateStore(ABC):
     # Idempotency, for the pipeline.
 
     @abstractmethod
-    async def find_answer(self, *, route: str, key: str) -> StoredAnswer | None:
-        """Return the stored answer for a key within the window, if any."""
+    async def find_answer(
+        self, *, route: str, key: str, body_digest: bytes
+    ) -> StoredAnswer | None:
+        """Return the stored answer for a key within the window, if any.
+
+        Raises:
+            IdempotencyConflict: the record was stored for another body.
+        """
 
     @abstractmethod
     async def accept_event(
@@ -127,25 +142,32 @@ class StateStore(ABC):
         body: bytes,
         content_type: str,
         answer: StoredAnswer,
+        body_digest: bytes | None = None,
     ) -> tuple[StoredAnswer, bool]:
         """Store an async event and its answer in one durable transaction.
 
         Returns `(answer, True)` once the inbox row and the idempotency record
         are committed to disk. When the key already has an answer within the
         window, nothing is stored and `(stored answer, False)` is returned.
+        `body_digest` is that of the request's body, which defaults to the
+        digest of `body`; a route that stores a redacted body passes it.
 
         Raises:
+            IdempotencyConflict: the key's record was stored for another body.
             StorageError: the transaction could not be committed.
         """
 
     @abstractmethod
     async def remember_answer(
-        self, *, route: str, key: str, answer: StoredAnswer
+        self, *, route: str, key: str, answer: StoredAnswer, body_digest: bytes
     ) -> StoredAnswer:
         """Store the answer of a sync route and return the first stored answer.
 
         When two requests with the same key race, the first record wins and
         the second caller gets it back.
+
+        Raises:
+            IdempotencyConflict: the first record was stored for another body.
         """
 
     @abstractmethod

@@ -19,7 +19,7 @@ from typing import Any, Final
 import structlog
 
 from ..credentials import ApiKeyCheck, BasicAuthCheck
-from ..errors import VerificationError, WebhookError
+from ..errors import IdempotencyConflict, VerificationError, WebhookError
 from ..receiver.answers import Answer, accepted_answer, error_answer
 from ..receiver.delivery import DeliveryWorker
 from ..receiver.limits import BodyLimits, ClientDisconnected, RequestHeaders, read_body
@@ -144,7 +144,9 @@ class RelayApp:
         route.limits.check_headers(declared)
         route.credential.verify(headers)
 
-        body = await read_body(receive, route.limits.max_body_bytes)
+        body = await read_body(
+            receive, route.limits.max_body_bytes, declared.content_length
+        )
         webhook_id = webhook_id_for(route.path, headers, body)
         outcome.webhook_id = webhook_id
         content_type = (declared.content_type or b"application/json").decode("latin-1")
@@ -173,6 +175,12 @@ class RelayApp:
             passed=passed_headers(headers),
         )
         extra: tuple[Header, ...] = ()
+        # The receiver returns 409 only for a webhook-id it stored with
+        # another body, so a trigger id was reused: a warning for the operator.
+        reason = "forwarded"
+
+        if response.status == IdempotencyConflict.status:
+            reason = IdempotencyConflict.code
 
         if response.retry_after is not None:
             extra = ((b"retry-after", response.retry_after.encode("ascii")),)
@@ -181,7 +189,7 @@ class RelayApp:
             response.status,
             response.body,
             response.content_type,
-            reason="forwarded",
+            reason=reason,
             headers=extra,
         )
 
@@ -218,6 +226,7 @@ _WARNED_REASONS: Final = frozenset(
         "missing_header",
         "malformed_header",
         "invalid_upstream_answer",
+        IdempotencyConflict.code,
     }
 )
 

@@ -4,7 +4,9 @@ Each attempt gets a fresh `webhook-timestamp` and signature. The `webhook-id`
 is `msg_` plus Kratos' `Ory-Webhook-Trigger-Id`, which stays the same across
 Kratos' own retries of one hook call, so the receiver processes them once.
 Without that header (Kratos' `emit_analytics_event: false`), the id is a hash
-of the route and body, which is also the same on each retry.
+of the route and body, which is also the same on each retry. The trigger id
+must be a UUID, as Kratos sends, and a hash id is 40 hex digits without
+hyphens, so no trigger id can take the id of an event sent without one.
 """
 
 from __future__ import annotations
@@ -78,8 +80,12 @@ _PASSED_HEADERS: Final = frozenset(
         b"baggage",
     }
 )
-# Kratos sends a UUID, and any other token that fits a message id is kept too.
-_TRIGGER_ID: Final = re.compile(rb"[A-Za-z0-9_-]{1,200}")
+# Kratos sends a UUIDv4; any case is accepted and written in lower case.
+_TRIGGER_ID: Final = re.compile(
+    rb"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+)
+# The hex digits of a body-hash id: never a UUID, which has hyphens.
+_HASH_ID_DIGITS: Final = 40
 _RETRY_AFTER_STATUSES: Final = frozenset({429, 503})
 _TIMEOUTS: Final = frozenset({"ConnectTimeout", "ReadTimeout"})
 
@@ -89,7 +95,7 @@ def webhook_id_for(route: str, headers: Iterable[Header], body: bytes) -> str:
 
     Raises:
         MalformedHeader: `Ory-Webhook-Trigger-Id` is sent twice, or is not a
-            token of letters, digits, `-` and `_`.
+            UUID in the 8-4-4-4-12 hex form.
     """
     triggers = [
         value for name, value in headers if name.lower() == b"ory-webhook-trigger-id"
@@ -102,10 +108,10 @@ def webhook_id_for(route: str, headers: Iterable[Header], body: bytes) -> str:
         if not _TRIGGER_ID.fullmatch(triggers[0]):
             raise MalformedHeader(TRIGGER_HEADER, "expected a UUID")
 
-        return "msg_" + triggers[0].decode("ascii")
+        return "msg_" + triggers[0].decode("ascii").lower()
 
     digest = hashlib.sha256(route.encode("utf-8") + b"\n" + body).hexdigest()
-    return "msg_" + digest[:40]
+    return "msg_" + digest[:_HASH_ID_DIGITS]
 
 
 def passed_headers(headers: Iterable[Header]) -> list[Header]:

@@ -12,6 +12,7 @@ import pytest
 
 from .conftest import (
     BODY_TIMEOUT,
+    HEADER_ASYNC,
     HEADER_SYNC,
     HEADER_TIMEOUT,
     IDLE_TIMEOUT,
@@ -253,3 +254,51 @@ def test_huge_headers_refused(chain: Chain) -> None:
     # NOTE: far above the limit on purpose. Headers that arrive complete in
     # one read are not counted, so a few times the limit can get through.
     assert_error(answer.status, answer.body, 431, "payload_too_large")
+
+
+def _h2c_upgrade(body: bytes) -> bytes:
+    headers = [
+        *kratos().items(),
+        ("Connection", "Upgrade, HTTP2-Settings"),
+        ("Upgrade", "h2c"),
+        ("HTTP2-Settings", "AAMAAABkAARAAAAAAAIAAAAA"),
+    ]
+    return request_bytes("POST", HEADER_SYNC, headers, body)
+
+
+@pytest.mark.parametrize("path", [HEADER_SYNC, HEADER_ASYNC])
+def test_upgrade_refused_not_stored_empty(chain: Chain, path: str) -> None:
+    # uvicorn stops parsing at an upgrade request's headers and would hand on
+    # an empty body, which the relay would sign, store and acknowledge.
+    body = chain.body()
+    data = _h2c_upgrade(body).replace(HEADER_SYNC.encode(), path.encode(), 1)
+    before = len(chain.upstream_for(path))
+
+    with Wire(chain.port) as wire:
+        wire.send(data)
+        answer = wire.response()
+        closed = wire.closed_within(1.0)
+
+    assert_error(answer.status, answer.body, 400, "malformed_request")
+    assert closed
+    time.sleep(0.5)
+    assert len(chain.upstream_for(path)) == before
+    lines = [
+        line
+        for line in chain.relay.events("request")
+        if line.get("reason") == "malformed_request"
+    ]
+    assert lines
+    assert lines[-1]["status"] == 400
+
+
+def test_websocket_upgrade_refused(chain: Chain) -> None:
+    headers = [
+        *kratos().items(),
+        ("Connection", "Upgrade"),
+        ("Upgrade", "websocket"),
+        ("Sec-WebSocket-Version", "13"),
+        ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
+    ]
+    answer = exchange(chain.port, request_bytes("POST", HEADER_SYNC, headers, b"{}"))
+    assert_error(answer.status, answer.body, 400, "malformed_request")
