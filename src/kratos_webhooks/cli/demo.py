@@ -256,8 +256,7 @@ def wait_for_app(app: subprocess.Popen[bytes], port: int) -> None:
     app.terminate()
     app.wait(10)
     click.echo(
-        f"the example app did not listen on port {port} within"
-        f" {APP_START_SECONDS:g} s",
+        f"the example app did not listen on port {port} within {APP_START_SECONDS:g} s",
         err=True,
     )
     raise SystemExit(EXIT_START_FAILED)
@@ -315,16 +314,13 @@ def demo(directory: Path | None, port: int, admin_port: int, app_port: int) -> N
     )
 
     from ..observability.logging import configure_logging
-    from ..receiver.server import Receiver, StartError
-    from .serve import run_loop
+    from ..receiver.server import Receiver
+    from .serve import run_service
 
     configure_logging(config.logging.level)
 
     try:
-        run_loop(Receiver(config).run())
-    except (StartError, ConfigError) as exc:
-        click.echo(f"cannot start the receiver: {exc}", err=True)
-        raise SystemExit(EXIT_START_FAILED) from exc
+        run_service(Receiver(config).run(), "the receiver")
     finally:
         app.terminate()
         app.wait(10)

@@ -6,13 +6,8 @@ import click
 
 from ..errors import ConfigError
 from .inbox import list_command, redrive, show
-from .options import (
-    EXIT_START_FAILED,
-    EXIT_USAGE,
-    reports_missing_extras,
-    require_server_extra,
-)
-from .serve import run_loop
+from .options import reports_missing_extras, require_server_extra
+from .serve import exit_invalid_config, run_service
 
 __all__ = ["relay", "relay_outbox"]
 
@@ -38,24 +33,13 @@ def relay(config_file: str) -> None:
     try:
         config = load_relay_config(config_file)
     except ConfigError as exc:
-        click.echo(f"{config_file}: {exc}", err=True)
-
-        for path, message in exc.problems:
-            click.echo(f"  {path or '(file)'}: {message}", err=True)
-
-        raise SystemExit(EXIT_USAGE) from exc
+        exit_invalid_config(config_file, exc)
 
     from ..observability.logging import configure_logging
-    from ..receiver.server import StartError
     from ..relay.server import Relay
 
     configure_logging(config.logging.level)
-
-    try:
-        run_loop(Relay(config).run())
-    except (StartError, ConfigError) as exc:
-        click.echo(f"cannot start the relay: {exc}", err=True)
-        raise SystemExit(EXIT_START_FAILED) from exc
+    run_service(Relay(config).run(), "the relay")
 
 
 @click.group("relay-outbox")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Coroutine
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
@@ -38,23 +38,33 @@ def serve(config_file: str) -> None:
     try:
         config = load_config(config_file)
     except ConfigError as exc:
-        click.echo(f"{config_file}: {exc}", err=True)
-
-        for path, message in exc.problems:
-            click.echo(f"  {path or '(file)'}: {message}", err=True)
-
-        raise SystemExit(EXIT_USAGE) from exc
+        exit_invalid_config(config_file, exc)
 
     from ..observability.logging import configure_logging
-    from ..receiver.server import Receiver, StartError
+    from ..receiver.server import Receiver
 
     configure_logging(config.logging.level)
-    receiver = Receiver(config)
+    run_service(Receiver(config).run(), "the receiver")
+
+
+def exit_invalid_config(config_file: str, error: ConfigError) -> NoReturn:
+    """Print every problem of a configuration file and exit 2."""
+    click.echo(f"{config_file}: {error}", err=True)
+
+    for path, message in error.problems:
+        click.echo(f"  {path or '(file)'}: {message}", err=True)
+
+    raise SystemExit(EXIT_USAGE) from error
+
+
+def run_service(main: Coroutine[Any, Any, None], name: str) -> None:
+    """Run a server until it stops; exit 3 when it cannot start."""
+    from ..receiver.server import StartError
 
     try:
-        run_loop(receiver.run())
+        run_loop(main)
     except (StartError, ConfigError) as exc:
-        click.echo(f"cannot start the receiver: {exc}", err=True)
+        click.echo(f"cannot start {name}: {exc}", err=True)
         raise SystemExit(EXIT_START_FAILED) from exc
 
 

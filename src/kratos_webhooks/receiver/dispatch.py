@@ -61,7 +61,7 @@ class HookRequest:
 
 
 class Target:
-    """Where a route's authenticated events go."""
+    """The destination of a route's authenticated events."""
 
     sync: bool = True
 

@@ -65,7 +65,7 @@ class Route:
 
 @dataclass(slots=True)
 class _Outcome:
-    """What the access line and the metrics report about one request."""
+    """The fields that the access line and the metrics report for one request."""
 
     route: str = _UNROUTED
     source: str | None = None
