@@ -2,7 +2,7 @@
 
 uvicorn (0.55, which the server extra pins) times out only idle keep-alive
 connections. A client that opens a connection and sends nothing, sends headers
-one byte at a time or stops in the middle of a body holds its connection
+one byte at a time or stops in the middle of a body keeps its connection
 forever. This subclass closes such connections:
 
 - header timeout: from the connection or the end of the previous answer until
