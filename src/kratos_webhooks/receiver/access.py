@@ -8,6 +8,7 @@ left of it could have been written by the client and is ignored.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from collections.abc import Iterable, Sequence
@@ -15,7 +16,7 @@ from typing import Final
 
 from ..errors import ForbiddenSource
 
-__all__ = ["AllowList", "SourceResolver", "parse_address"]
+__all__ = ["AllowList", "SourceResolver", "address_text", "parse_address"]
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -31,6 +32,15 @@ def parse_address(text: str) -> IPAddress | None:
     Accepts `[v6]`, `[v6]:port` and `v4:port` forms; an IPv4-mapped IPv6 address
     becomes the IPv4 address, so that `::ffff:10.0.0.1` matches `10.0.0.0/8`.
     """
+    return _parse_address(text)
+
+
+# Most requests come from a few peers and proxies, and `ipaddress` parses in
+# Python: remembering recent answers takes the parse off nearly every request.
+# The addresses are immutable, so sharing them is safe; the bound keeps made-up
+# header values from growing the cache.
+@functools.lru_cache(maxsize=4096)
+def _parse_address(text: str) -> IPAddress | None:
     text = text.strip().strip('"')
 
     if text.startswith("["):
@@ -47,6 +57,12 @@ def parse_address(text: str) -> IPAddress | None:
         return address.ipv4_mapped
 
     return address
+
+
+@functools.lru_cache(maxsize=4096)
+def address_text(address: IPAddress) -> str:
+    """Return `str(address)`, remembered like the parse (it runs in Python too)."""
+    return str(address)
 
 
 def _networks(texts: Iterable[str]) -> tuple[IPNetwork, ...]:

@@ -18,7 +18,7 @@ from ..errors import IdempotencyConflict, WebhookError
 from ..kratos.redaction import Redactor
 from ..observability.logging import SERVER_LOGGER, log_request
 from ..observability.metrics import HttpMetrics
-from .access import AllowList, SourceResolver
+from .access import AllowList, SourceResolver, address_text
 from .answers import Answer, error_answer, internal_error_answer
 from .authenticity import Authenticator
 from .client_auth import check_client_certificate, client_certificate
@@ -146,7 +146,7 @@ class ReceiverApp:
 
         client = scope.get("client")
         source = self._sources.resolve(client[0] if client else None, headers)
-        outcome.source = str(source) if source is not None else None
+        outcome.source = address_text(source) if source is not None else None
         route.allow_list.check(source)
 
         self._rate_limits.check(route.path, outcome.source or "unknown")

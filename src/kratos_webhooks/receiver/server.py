@@ -24,6 +24,7 @@ from uvicorn.lifespan.off import LifespanOff
 from ..config import Config
 from ..config_checks import parse_listen
 from ..errors import ConfigError
+from ..heap import freeze_startup_heap
 from ..observability.logging import SERVER_LOGGER
 from ..observability.metrics import HttpMetrics, Metrics
 from ..secrets import KeySet
@@ -223,6 +224,7 @@ class Receiver:
         watch_stop = asyncio.Event()
         watcher = asyncio.create_task(tls.watch(watch_stop))
         ticks = [asyncio.create_task(server.main_loop()) for server in servers]
+        freeze_startup_heap()
         self._ready = True
         log.info("started", routes=len(config.routes))
 

@@ -23,6 +23,7 @@ import uvicorn
 
 from ..credentials import ApiKeyCheck, BasicAuthCheck
 from ..errors import ConfigError
+from ..heap import freeze_startup_heap
 from ..receiver.connection import ConnectionLimits, bounded_protocol
 from ..receiver.delivery import DeliveryWorker
 from ..receiver.limits import BodyLimits
@@ -191,6 +192,7 @@ class Relay:
         watch_stop = asyncio.Event()
         watcher = asyncio.create_task(tls.watch(watch_stop)) if tls else None
         tick = asyncio.create_task(server.main_loop())
+        freeze_startup_heap()
         self._started.set()
         log.info("started")
 
