@@ -9,7 +9,16 @@ same certificate, the same load generator and the same signed bodies:
   event committed to the SQLite inbox before the 202, then delivered to a bare
   local upstream by the delivery worker;
 - (a) a bare uvicorn ASGI app (uvloop, httptools) that answers 204;
-- (b) a FastAPI endpoint that verifies with the `standardwebhooks` library.
+- (b) a FastAPI endpoint that verifies with the `standardwebhooks` library;
+- (c) a floor: bare uvicorn that checks the signature with `hmac` and forwards
+  each body to the same upstream before it answers, storing nothing;
+- (d) a durable floor: (c) plus the one thing that lets a receiver answer
+  before delivering, committing the event to SQLite first (WAL,
+  `synchronous=FULL`, one thread committing what is queued together).
+
+(c) and (d) do the least work a receiver must do for an event it delivers,
+with none of the checks, records or logs, so their rates bound what a
+receiver can reach on this machine.
 
 Each request carries a fresh webhook-id and a ~2 KB Kratos-like JSON body, so
 the receiver stores every one. The load generator is a plain asyncio HTTP/1.1
@@ -122,6 +131,110 @@ def run_fastapi(port: int, cert: str, key: str) -> None:
         http="httptools",
         log_level="warning",
         access_log=False,
+    )
+
+
+class FloorInbox:
+    """Commit bodies to SQLite from one thread, all that is queued at once."""
+
+    def __init__(self, path: str) -> None:
+        import queue
+        import sqlite3
+        import threading
+
+        self._queue: queue.SimpleQueue[tuple[bytes, Any]] = queue.SimpleQueue()
+        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode = WAL")
+        self._db.execute("PRAGMA synchronous = FULL")
+        self._db.execute("CREATE TABLE inbox (id INTEGER PRIMARY KEY, body BLOB)")
+        threading.Thread(target=self._run, daemon=True).start()
+
+    async def commit(self, body: bytes) -> None:
+        waiter = asyncio.get_running_loop().create_future()
+        self._queue.put((body, waiter))
+        await waiter
+
+    def _run(self) -> None:
+        import queue
+
+        while True:
+            batch = [self._queue.get()]
+
+            with contextlib.suppress(queue.Empty):
+                while len(batch) < 256:
+                    batch.append(self._queue.get_nowait())
+
+            self._db.execute("BEGIN IMMEDIATE")
+            self._db.executemany(
+                "INSERT INTO inbox (body) VALUES (?)", [(b,) for b, _ in batch]
+            )
+            self._db.execute("COMMIT")
+            loop = batch[0][1].get_loop()
+            loop.call_soon_threadsafe(FloorInbox._settle, [w for _, w in batch])
+
+    @staticmethod
+    def _settle(waiters: list[Any]) -> None:
+        for waiter in waiters:
+            waiter.set_result(None)
+
+
+def run_floor(
+    port: int, cert: str, key: str, upstream: int, inbox_file: str = ""
+) -> None:
+    import base64
+    import hashlib
+    import hmac
+
+    import uvicorn
+
+    from kratos_webhooks.receiver.upstream_client import UpstreamClient
+
+    secret = base64.b64decode(SECRET.removeprefix("whsec_"))
+    client = UpstreamClient(f"http://127.0.0.1:{upstream}/hook", max_idle=64)
+    accepted = [(b"content-length", b"0")]
+    inbox = FloorInbox(inbox_file) if inbox_file else None
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+
+        chunks = []
+        more = True
+
+        while more:
+            message = await receive()
+            chunks.append(message.get("body", b""))
+            more = message.get("more_body", False)
+
+        body = b"".join(chunks)
+        headers = dict(scope["headers"])
+        signed = headers[b"webhook-id"] + b"." + headers[b"webhook-timestamp"]
+        mac = hmac.new(secret, signed + b"." + body, hashlib.sha256).digest()
+        presented = headers[b"webhook-signature"].partition(b",")[2]
+        status = 401
+
+        if hmac.compare_digest(presented, base64.b64encode(mac)):
+            if inbox is not None:
+                await inbox.commit(body)
+
+            await client.post(body, {"content-type": "application/json"})
+            status = 202
+
+        start = {"type": "http.response.start", "status": status, "headers": accepted}
+        await send(start)
+        await send({"type": "http.response.body", "body": b""})
+
+    uvicorn.run(
+        app,
+        host="127.0.0.1",
+        port=port,
+        ssl_certfile=cert,
+        ssl_keyfile=key,
+        loop="uvloop",
+        http="httptools",
+        log_level="warning",
+        access_log=False,
+        lifespan="off",
     )
 
 
@@ -416,9 +529,13 @@ def orchestrate(seconds: float, connections: int, only: list[str]) -> int:
                     server, port = start_ours(directory, cert, key, upstream_port)
                 else:
                     port = free_port()
+                    durable = name == "durable"
                     server = spawn_role(
-                        name, "--port", str(port), "--cert", cert, "--key", key
-                    )
+                        "floor" if durable else name,
+                        "--port", str(port), "--cert", cert, "--key", key,
+                        "--upstream", str(upstream_port),
+                        "--inbox", str(directory / "floor.db") if durable else "",
+                    )  # fmt: skip
 
                 try:
                     wait_for_port(port)
@@ -448,7 +565,13 @@ def report(
     )
     columns = ("req/s", "p50 ms", "p99 ms", "RSS MB", "errors", "srv us", "load us")
     print(f"{'server':<12}" + "".join(f"{name:>9}" for name in columns) + "  busy")
-    labels = {"ours": "ours", "bare": "(a) bare", "fastapi": "(b) fastapi"}
+    labels = {
+        "ours": "ours",
+        "bare": "(a) bare",
+        "fastapi": "(b) fastapi",
+        "floor": "(c) floor",
+        "durable": "(d) durable",
+    }
 
     for name, row in results.items():
         print(
@@ -468,7 +591,7 @@ def report(
             " waiting for delivery when the load ended"
         )
 
-    if set(results) != {"ours", "bare", "fastapi"}:
+    if not {"ours", "bare", "fastapi"} <= set(results):
         return 0
 
     ours = results["ours"]
@@ -484,6 +607,20 @@ def report(
         f"ours / (b) = {ours['rps'] / results['fastapi']['rps']:.2f}"
     )
 
+    floors = (
+        ("floor", "verifies and forwards"),
+        ("durable", "verifies, commits and forwards"),
+    )
+
+    for name, does in floors:
+        if name in results:
+            rate = results[name]["rps"]
+            print(
+                f"{labels[name][:3]} / (a) = {rate / results['bare']['rps']:.2f}, "
+                f"{labels[name][:3]} / (b) = {rate / results['fastapi']['rps']:.2f}:"
+                f" a receiver that only {does}"
+            )
+
     for name, passed in checks.items():
         print(f"{'ok  ' if passed else 'MISS'} {name}")
 
@@ -497,23 +634,33 @@ def main() -> int:
     parser.add_argument(
         "--only",
         nargs="+",
-        choices=["bare", "fastapi", "ours"],
-        default=["bare", "fastapi", "ours"],
-        help="Load only these servers; the ratios need all three.",
+        choices=["bare", "fastapi", "floor", "durable", "ours"],
+        default=["bare", "fastapi", "floor", "durable", "ours"],
+        help="Load only these servers; the ratios need bare, fastapi and ours.",
     )
     parser.add_argument(
-        "--role", choices=["bare", "fastapi", "load"], help=argparse.SUPPRESS
+        "--role", choices=["bare", "fastapi", "floor", "load"], help=argparse.SUPPRESS
     )
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--cert", default="", help=argparse.SUPPRESS)
     parser.add_argument("--key", default="", help=argparse.SUPPRESS)
     parser.add_argument("--ca", default="", help=argparse.SUPPRESS)
+    parser.add_argument("--upstream", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--inbox", default="", help=argparse.SUPPRESS)
     arguments = parser.parse_args()
 
     if arguments.role == "bare":
         run_bare(arguments.port, arguments.cert, arguments.key)
     elif arguments.role == "fastapi":
         run_fastapi(arguments.port, arguments.cert, arguments.key)
+    elif arguments.role == "floor":
+        run_floor(
+            arguments.port,
+            arguments.cert,
+            arguments.key,
+            arguments.upstream,
+            arguments.inbox,
+        )
     elif arguments.role == "load":
         run_load(arguments.port, arguments.connections, arguments.seconds, arguments.ca)
     else:
