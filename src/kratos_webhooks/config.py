@@ -189,6 +189,7 @@ class RouteConfig:
             return "json"
 
         return "kratos"
+
     client_certificates: ClientCertificatesConfig | None = None
 
 

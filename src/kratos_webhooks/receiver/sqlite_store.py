@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Final, TypeVar
 from urllib.parse import quote
 
 from ..errors import ConfigError, IdempotencyConflict
+from .checkpoint import WRITER_CHECKPOINT_PAGES, Checkpointer
 from .inbox import EVENT_STATES, EventState, InboxEvent, shorten_error
 from .state import (
     DEFAULT_IDEMPOTENCY_WINDOW,
@@ -115,6 +116,7 @@ class SqliteStateStore(StateStore):
         self._clock = clock
         self._metrics = metrics
         self._writer: BatchWriter | None = None
+        self._checkpointer: Checkpointer | None = None
         self._local = threading.local()
         self._readers: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()
@@ -148,6 +150,8 @@ class SqliteStateStore(StateStore):
             ) from exc
 
         self._writer = writer
+        self._checkpointer = Checkpointer(self._open_checkpointer)
+        self._checkpointer.start()
 
     async def close(self) -> None:
         if self._closed:
@@ -157,6 +161,9 @@ class SqliteStateStore(StateStore):
 
         if self._writer is not None:
             await asyncio.to_thread(self._writer.close)
+
+        if self._checkpointer is not None:
+            await asyncio.to_thread(self._checkpointer.close)
 
         with self._readers_lock:
             for connection in self._readers:
@@ -451,11 +458,16 @@ class SqliteStateStore(StateStore):
 
         try:
             _migrate(connection)
+            # The checkpointer's thread copies most of the log before this.
+            connection.execute(f"PRAGMA wal_autocheckpoint = {WRITER_CHECKPOINT_PAGES}")
         except BaseException:
             connection.close()
             raise
 
         return connection
+
+    def _open_checkpointer(self) -> sqlite3.Connection:
+        return self._connect(create=False)
 
     def _reader(self) -> sqlite3.Connection:
         connection: sqlite3.Connection | None = getattr(self._local, "connection", None)
