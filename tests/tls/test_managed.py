@@ -263,3 +263,77 @@ def test_watch_reloads_on_symlink_swap(certbot: CertbotLayout, pki: Pki) -> None
 
     assert managed.certificate.fingerprint_sha256 == renewed_fingerprint
     assert _served_fingerprint(managed, pki) == renewed_fingerprint
+
+
+def test_renewal_written_in_two_steps_loads_whole(
+    tmp_path: Path, pki: Pki, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A certificate written before its key is not loaded alone."""
+    monkeypatch.setattr("kratos_webhooks.tls.managed.RELOAD_CHECK_SECONDS", 0.2)
+    cert_file, key_file = write_pair(pki.server, tmp_path, "tls")
+    metrics = Metrics()
+    managed = ManagedServerTls.load(
+        TlsConfig(str(cert_file), str(key_file)), metrics=metrics.tls
+    )
+    renewed = pki.server_ca.issue_cert("127.0.0.1", "localhost")
+
+    async def scenario() -> None:
+        stop = asyncio.Event()
+        watcher = asyncio.create_task(managed.watch(stop))
+        await asyncio.sleep(0.3)
+        cert_file.write_bytes(b"".join(p.bytes() for p in renewed.cert_chain_pems))
+        # Less than one reading apart: a reading between the two writes finds
+        # the new certificate with the old key.
+        await asyncio.sleep(0.15)
+        key_file.write_bytes(renewed.private_key_pem.bytes())
+
+        for _ in range(100):
+            if managed.certificate.fingerprint_sha256 == fingerprint(renewed):
+                break
+
+            await asyncio.sleep(0.05)
+
+        stop.set()
+        await asyncio.wait_for(watcher, 5)
+
+    asyncio.run(scenario())
+
+    assert managed.certificate.fingerprint_sha256 == fingerprint(renewed)
+    exposition = generate_latest(metrics.registry).decode()
+    assert 'outcome="loaded"' in exposition
+    assert 'outcome="failed"' not in exposition
+
+
+def test_unusable_files_fail_once_until_changed(
+    tmp_path: Path, pki: Pki, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("kratos_webhooks.tls.managed.RELOAD_CHECK_SECONDS", 0.05)
+    cert_file, key_file = write_pair(pki.server, tmp_path, "tls")
+    metrics = Metrics()
+    managed = ManagedServerTls.load(
+        TlsConfig(str(cert_file), str(key_file)), metrics=metrics.tls
+    )
+    loaded = managed.certificate.fingerprint_sha256
+    other = pki.server_ca.issue_cert("127.0.0.1", "localhost")
+
+    async def scenario() -> None:
+        stop = asyncio.Event()
+        watcher = asyncio.create_task(managed.watch(stop))
+        # A certificate that does not match the key beside it.
+        cert_file.write_bytes(b"".join(p.bytes() for p in other.cert_chain_pems))
+        await asyncio.sleep(1.0)
+        stop.set()
+        await asyncio.wait_for(watcher, 5)
+
+    asyncio.run(scenario())
+
+    assert managed.certificate.fingerprint_sha256 == loaded
+    exposition = generate_latest(metrics.registry).decode()
+    failed = [
+        line
+        for line in exposition.splitlines()
+        if line.startswith("kratos_webhooks_tls_reloads_total")
+        and 'outcome="failed"' in line
+    ]
+    assert len(failed) == 1
+    assert failed[0].endswith(" 1.0")

@@ -32,7 +32,6 @@ SERVER_MODULES: Final = (
     "structlog",
     "uvicorn",
     "uvloop",
-    "watchfiles",
 )
 # The extra that installs each optional top-level module the commands import.
 EXTRA_OF_MODULE: Final = {

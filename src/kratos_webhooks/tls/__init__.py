@@ -7,5 +7,5 @@
 - `extension.tls_extension` fills the ASGI TLS extension of a connection.
 
 The submodules are imported by their own paths, because most of them need the
-`server` extra (cryptography, structlog, watchfiles).
+`server` extra (cryptography, structlog).
 """

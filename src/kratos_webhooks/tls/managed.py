@@ -7,16 +7,21 @@ context they started with, so a reload drops none of them. A reload that fails
 (a half-written renewal, a key that does not match, an expired certificate)
 keeps the previous context and is logged.
 
-Certificates are read the way certbot writes them: `live/NAME/fullchain.pem`
-and `privkey.pem` are symlinks into `archive/NAME/`, and a renewal writes new
-files there and swaps the symlinks. Both folders are watched.
+The files are read again every second, through their symlinks, so a renewal
+is seen whichever way it lands: certbot writes new files into `archive/NAME/`
+and swaps the `live/NAME/*.pem` symlinks, and Kubernetes swaps a secret
+volume's `..data` symlink. A change is loaded once two readings in a row agree,
+so a renewal that writes several files is loaded whole. Reading a few small
+files each second costs less than watching their folders for changes, which
+wakes on every write there: a state database kept beside the certificate
+writes thousands of times a second under load.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
-import os
 import ssl
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -44,8 +49,8 @@ __all__ = [
 EXPIRY_WARNING_SECONDS: Final = 14 * 86_400
 # How often a long-running listener looks at its certificate's expiry.
 EXPIRY_CHECK_SECONDS: Final = 6 * 3600.0
-# Changes within this window are read as one: certbot writes several files.
-RELOAD_DEBOUNCE_MS: Final = 200
+# How often the files are read to look for a renewal.
+RELOAD_CHECK_SECONDS: Final = 1.0
 
 
 class SwitchingContext(ssl.SSLContext):
@@ -231,20 +236,20 @@ class ManagedServerTls:
 
     async def watch(self, stop: asyncio.Event) -> None:
         """Reload on file changes and check expiry until `stop` is set."""
-        import watchfiles
-
         expiry = asyncio.create_task(self._check_expiry_periodically(stop))
+        seen = refused = self._fingerprint
 
         try:
-            async for _ in watchfiles.awatch(
-                *self._watched_folders(),
-                stop_event=stop,
-                debounce=RELOAD_DEBOUNCE_MS,
-                step=50,
-                recursive=False,
-                ignore_permission_denied=True,
-            ):
-                self.reload_if_changed()
+            while not await _stopped(stop, RELOAD_CHECK_SECONDS):
+                current = self._files_fingerprint()
+                settled = current == seen and current != self._fingerprint
+
+                # Files that failed to load are tried again once they change,
+                # not every second.
+                if settled and current != refused and not self.reload():
+                    refused = current
+
+                seen = current
         finally:
             expiry.cancel()
 
@@ -295,15 +300,6 @@ class ManagedServerTls:
 
         return paths
 
-    def _watched_folders(self) -> list[Path]:
-        folders: set[Path] = set()
-
-        for path in self._paths():
-            folders.add(Path(path).absolute().parent)
-            folders.add(Path(os.path.realpath(path)).parent)
-
-        return sorted(folder for folder in folders if folder.is_dir())
-
     def _files_fingerprint(self) -> str:
         digest = hashlib.sha256()
 
@@ -316,3 +312,11 @@ class ManagedServerTls:
             digest.update(b"\0")
 
         return digest.hexdigest()
+
+
+async def _stopped(stop: asyncio.Event, seconds: float) -> bool:
+    """Wait up to `seconds` for `stop`; return whether it is set."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), seconds)
+
+    return stop.is_set()
