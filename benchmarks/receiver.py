@@ -550,6 +550,9 @@ def orchestrate(seconds: float, connections: int, only: list[str]) -> int:
                         results[name]["backlog"] = pending_events(directory)
                 finally:
                     stop(server)
+                    # The next server starts on a disk that has written back
+                    # what this one left, not behind its flush.
+                    os.sync()
         finally:
             stop(upstream)
 
