@@ -241,7 +241,8 @@ class ManagedServerTls:
 
         try:
             while not await _stopped(stop, RELOAD_CHECK_SECONDS):
-                current = self._files_fingerprint()
+                # In a thread: a network file system may be slow to answer.
+                current = await asyncio.to_thread(self._files_fingerprint)
                 settled = current == seen and current != self._fingerprint
 
                 # Files that failed to load are tried again once they change,
