@@ -34,7 +34,9 @@ def test_objects_alive_at_startup_leave_the_collected_generations() -> None:
 
     frozen = freeze_startup_heap()
 
-    assert frozen == gc.get_freeze_count() >= len(kept)
+    # Frozen objects that die leave the count, so it can only have shrunk.
+    assert frozen >= len(kept)
+    assert 0 < gc.get_freeze_count() <= frozen
     walked = {id(o) for o in gc.get_objects()}
     assert not any(id(item) in walked for item in kept)
 
