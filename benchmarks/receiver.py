@@ -11,7 +11,7 @@ same certificate, the same load generator and the same signed bodies:
 - (a) a bare uvicorn ASGI app (uvloop, httptools) that answers 204;
 - (b) a FastAPI endpoint that verifies with the `standardwebhooks` library;
 - (c) a floor: bare uvicorn that checks the signature with `hmac` and forwards
-  each body to the same upstream before it answers, storing nothing;
+  each body to the same upstream before it responds, storing nothing;
 - (d) a durable floor: (c) plus the one thing that lets a receiver answer
   before delivering, committing the event to SQLite first (WAL,
   `synchronous=FULL`, one thread committing what is queued together).

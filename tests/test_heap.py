@@ -30,15 +30,15 @@ class Node:
 
 @pytest.mark.usefixtures("manual_collection")
 def test_objects_alive_at_startup_leave_the_collected_generations() -> None:
-    kept = [[index] for index in range(1000)]
+    survivors = [[index] for index in range(1000)]
 
     frozen = freeze_startup_heap()
 
     # Frozen objects that die leave the count, so it can only have shrunk.
-    assert frozen >= len(kept)
+    assert frozen >= len(survivors)
     assert 0 < gc.get_freeze_count() <= frozen
     walked = {id(o) for o in gc.get_objects()}
-    assert not any(id(item) in walked for item in kept)
+    assert not any(id(item) in walked for item in survivors)
 
 
 @pytest.mark.usefixtures("manual_collection")

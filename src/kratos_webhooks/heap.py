@@ -2,8 +2,8 @@
 
 A service loads its modules, configuration and TLS context once, then serves
 for days. Python's cyclic collector still walks every one of those objects on
-each full pass, and a full pass stops the event loop for milliseconds: under
-load that shows up as the slowest answers. Moving what exists at startup into
+each full pass, and a full pass stops the event loop for milliseconds. Under
+load, that shows up as the slowest responses. Moving what exists at startup into
 the collector's permanent generation (`gc.freeze`) leaves only the objects of
 requests in flight to walk. The frozen objects are not freed, which is what a
 service wants from its startup state.

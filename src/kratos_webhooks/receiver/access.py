@@ -36,8 +36,8 @@ def parse_address(text: str) -> IPAddress | None:
 
 
 # Most requests come from a few peers and proxies, and `ipaddress` parses in
-# Python: remembering recent answers takes the parse off nearly every request.
-# The addresses are immutable, so sharing them is safe; the bound keeps made-up
+# Python, so caching recent results takes the parse off nearly every request.
+# The addresses are immutable, so sharing them is safe. The bound keeps made-up
 # header values from growing the cache.
 @functools.lru_cache(maxsize=4096)
 def _parse_address(text: str) -> IPAddress | None:

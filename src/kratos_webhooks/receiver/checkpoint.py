@@ -5,7 +5,7 @@ commit takes the log past 1,000 pages copies the log back into the database
 file and fsyncs it, inside that commit. For the receiver that connection is the
 writer thread, so every request waiting for that commit (each one holding its
 202) also waits for the copy: a few milliseconds each time the log passes 1,000
-pages, which is where the slowest answers came from.
+pages, which is where the slowest responses came from.
 
 The `Checkpointer` copies from a thread and a connection of its own, every few
 tens of milliseconds, in SQLite's PASSIVE mode, which never blocks the writer
@@ -27,8 +27,8 @@ __all__ = ["WRITER_CHECKPOINT_PAGES", "Checkpointer"]
 
 logger = logging.getLogger(__name__)
 
-# The writer's own threshold, in log pages: SQLite's default, which also bounds
-# the log's size (4 MiB at SQLite's 4 KiB pages).
+# The writer's own threshold in log pages, SQLite's default: 4 MiB of log at
+# SQLite's default page size of 4 KiB.
 WRITER_CHECKPOINT_PAGES: Final = 1000
 # The pause between passes while each pass copies every page.
 DEFAULT_PERIOD: Final = 0.05
@@ -88,8 +88,8 @@ class Checkpointer:
         try:
             row = connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
         except sqlite3.Error as exc:
-            # Another connection checkpointing at the same time, or a passing
-            # I/O error: the next pass tries again, the writer's backstop stays.
+            # Another connection may be checkpointing, or the disk failed for a
+            # moment. The next pass tries again, and the writer's threshold stays.
             logger.warning("state checkpoint failed: %s", exc)
             return True
 

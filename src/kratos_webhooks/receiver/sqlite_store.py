@@ -458,7 +458,8 @@ class SqliteStateStore(StateStore):
 
         try:
             _migrate(connection)
-            # The checkpointer's thread copies most of the log before this.
+            # The checkpoint thread copies most of the log before the writer
+            # reaches this threshold.
             connection.execute(f"PRAGMA wal_autocheckpoint = {WRITER_CHECKPOINT_PAGES}")
         except BaseException:
             connection.close()

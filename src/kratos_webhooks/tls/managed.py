@@ -237,29 +237,26 @@ class ManagedServerTls:
     async def watch(self, stop: asyncio.Event) -> None:
         """Reload on file changes and check expiry until `stop` is set."""
         expiry = asyncio.create_task(self._check_expiry_periodically(stop))
-        seen = refused = self._fingerprint
+        seen = failed = self._fingerprint
 
         try:
             while not await _stopped(stop, RELOAD_CHECK_SECONDS):
-                # In a thread: a network file system may be slow to answer.
+                # Read in a thread, because a network file system may be slow.
                 current = await asyncio.to_thread(self._files_fingerprint)
                 settled = current == seen and current != self._fingerprint
 
                 # Files that failed to load are tried again once they change,
                 # not every second.
-                if settled and current != refused and not self.reload():
-                    refused = current
+                if settled and current != failed and not self.reload():
+                    failed = current
 
                 seen = current
         finally:
             expiry.cancel()
 
     async def _check_expiry_periodically(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            try:
-                await asyncio.wait_for(stop.wait(), EXPIRY_CHECK_SECONDS)
-            except TimeoutError:
-                self.check_expiry()
+        while not await _stopped(stop, EXPIRY_CHECK_SECONDS):
+            self.check_expiry()
 
     def _build(self) -> tuple[ssl.SSLContext, CertificateInfo]:
         tls = self._tls
